@@ -1,0 +1,122 @@
+"""timm behind one factory: model creation, weight sources and the model's own data config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from arttl.errors import ConfigError, choice_error
+
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+CHECKPOINT_SUFFIXES = (".ckpt",)
+
+
+def check_backbone_name(name: str) -> None:
+    """Fail before any work with the close matches when timm does not know ``name``."""
+    if name not in timm.list_models():
+        raise choice_error(
+            "backbone.name",
+            name,
+            [n for n in timm.list_models() if n.split("_")[0] == name.split("_")[0]][:30]
+            or timm.list_models()[:30],
+            hint="Any name from timm.list_models() works.",
+        )
+
+
+def _create(name: str, image_size: int | None, **kwargs: Any) -> nn.Module:
+    if image_size is not None:
+        # Models with a fixed token grid (ViTs) need img_size at construction; CNNs reject it.
+        try:
+            return timm.create_model(name, num_classes=0, img_size=image_size, **kwargs)
+        except TypeError:
+            pass
+    return timm.create_model(name, num_classes=0, **kwargs)
+
+
+def _cached_imagenet(name: str) -> Path | None:
+    """Build ``name`` with ImageNet weights from the local Hugging Face cache only (never download)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    repo = cfg.hf_hub_id.split("@")[0]
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def load_arttl_backbone_state(ckpt: str | Path, backbone: str) -> dict[str, torch.Tensor]:
+    """The backbone tensors of an earlier arttl checkpoint (its head is dropped on purpose)."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise ConfigError(
+            f"backbone.weights={str(ckpt)!r}: checkpoint not found. Train the source experiment first, "
+            "e.g. `python -m arttl.train +experiment=rijks_type backbone=<same backbone> "
+            "mode=fine_tune`, which writes checkpoints/<experiment>/<backbone>-<mode>.ckpt."
+        )
+    payload = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hparams = payload.get("hyper_parameters", {})
+    if "state_dict" not in payload or "backbone" not in hparams:
+        raise ConfigError(f"backbone.weights={str(ckpt)!r} is not an arttl checkpoint.")
+    if hparams["backbone"] != backbone:
+        raise ConfigError(
+            f"backbone.weights={str(ckpt)!r} holds a {hparams['backbone']!r} network but "
+            f"backbone.name={backbone!r}; use backbone={hparams['backbone']} or another checkpoint."
+        )
+    prefix = "backbone."
+    return {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+
+
+def create_backbone(
+    name: str, weights: str | None = "none", image_size: int | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A timm network without classifier (forward -> pooled features) and its data config.
+
+    ``weights``: ``imagenet`` (local HF cache), ``none`` (random init, the paper's "scratch"),
+    a weights file, or an arttl ``.ckpt`` (only its backbone tensors are used).
+    """
+    check_backbone_name(name)
+    weights = "none" if weights in (None, "", "none", "None", False) else str(weights)
+    if weights == "none":
+        model = _create(name, image_size, pretrained=False)
+    elif weights == "imagenet":
+        cached = _cached_imagenet(name)
+        if cached is None:
+            raise ConfigError(
+                f"backbone.weights=imagenet: no ImageNet weights for {name!r} in the Hugging Face "
+                "cache (arttl never downloads at run time). Either run once with network access: "
+                f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, or "
+                "download the weights file and pass backbone.weights=/path/to/model.safetensors."
+            )
+        model = _create(
+            name, image_size, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}
+        )
+    elif weights.endswith(CHECKPOINT_SUFFIXES):
+        model = _create(name, image_size, pretrained=False)
+        state = load_arttl_backbone_state(weights, name)
+        model.load_state_dict(state, strict=True)
+    elif weights.endswith(WEIGHT_FILE_SUFFIXES):
+        if not Path(weights).is_file():
+            raise ConfigError(f"backbone.weights={weights!r}: file not found.")
+        try:
+            model = _create(name, image_size, pretrained=True, pretrained_cfg_overlay={"file": weights})
+        except RuntimeError as err:
+            raise ConfigError(
+                f"backbone.weights={weights!r} does not fit backbone {name!r}: {str(err)[:300]}"
+            ) from err
+    else:
+        raise ConfigError(
+            f"backbone.weights={weights!r} is not valid; use imagenet, none, a weights file "
+            f"({', '.join(WEIGHT_FILE_SUFFIXES)}) or an arttl checkpoint (.ckpt)."
+        )
+    data_config = dict(timm.data.resolve_model_data_config(model))
+    if image_size is not None:
+        data_config["input_size"] = (3, int(image_size), int(image_size))
+    return model, data_config

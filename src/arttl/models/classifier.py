@@ -1,0 +1,195 @@
+"""The LightningModule: timm backbone + linear head, a transfer mode, top-1/3/5 metrics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from arttl.data.transforms import build_transform
+from arttl.models.backbone import create_backbone
+from arttl.models.transfer import (
+    apply_transfer_mode,
+    check_mode,
+    freeze_frozen_batchnorm,
+)
+
+TOP_KS = (1, 3, 5)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged; the last good checkpoint is kept on disk."""
+
+
+def make_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """top-k for every k < num_classes (a top-k over all classes is always 1) plus macro top-1."""
+    metrics: dict[str, nn.Module] = {
+        f"top{k}": MulticlassAccuracy(num_classes=num_classes, top_k=k, average="micro")
+        for k in TOP_KS
+        if k < num_classes or k == 1
+    }
+    metrics["macro_top1"] = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="macro")
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ArtClassifier(L.LightningModule):
+    """One network for every transfer mode, so checkpoints from any mode load the same way.
+
+    Input is either uint8 images (normalised here, on the device) or cached backbone features
+    (2-D, off-the-shelf mode), so the frozen backbone needn't run every epoch.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        class_names: list[str] | None = None,
+        mode: str = "fine_tune",
+        weights: str | None = "none",
+        image_size: int | None = None,
+        partial_fraction: float = 0.2,
+        optimizer: Callable | None = None,
+        scheduler: Callable | None = None,
+        channels_last: bool = False,
+        experiment: str | None = None,
+        dataset: str | None = None,
+        challenge: str | None = None,
+        store: str | None = None,
+        data_config: dict[str, Any] | None = None,
+        init_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        check_mode(mode, partial_fraction, weights)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "init_weights"])
+        self.backbone, resolved = create_backbone(
+            backbone, weights if init_weights else "none", image_size
+        )
+        if data_config is None:
+            self.hparams["data_config"] = data_config = resolved
+        self.hparams["optimizer_repr"] = repr(optimizer)
+        if class_names is None:
+            self.hparams["class_names"] = [str(i) for i in range(num_classes)]
+        self.head = nn.Linear(self.backbone.num_features, num_classes)
+        self.trainable = apply_transfer_mode(self.backbone, mode, partial_fraction)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1) * 255.0)
+        self.train_metrics = make_metrics(num_classes, "train/")
+        self.val_metrics = make_metrics(num_classes, "val/")
+        self.test_metrics = make_metrics(num_classes, "test/")
+
+    # -- forward ---------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams["class_names"])
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        return dict(self.hparams["data_config"])
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return self.hparams["mode"] == "off_the_shelf"
+
+    def eval_transform(self) -> Callable:
+        return build_transform(self.data_config, training=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 0..255 (or float 0..1) images -> the backbone's normalised float input."""
+        x = x.float() if x.dtype == torch.uint8 else x.float() * 255.0
+        x = (x - self.mean) / self.std
+        if self.hparams["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float images -> logits (what Captum and exporters see)."""
+        return self.head(self.backbone(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from a batch of uint8 images or of cached features."""
+        if x.ndim == 2:
+            return self.head(x.float())
+        return self(self.normalize(x))
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).float().softmax(dim=-1)
+
+    def train(self, mode: bool = True) -> ArtClassifier:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()  # off-the-shelf: BatchNorm statistics must not move
+        else:
+            freeze_frozen_batchnorm(self.backbone)
+        return self
+
+    def setup(self, stage: str) -> None:
+        if self.hparams["channels_last"]:
+            self.to(memory_format=torch.channels_last)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self.logits(x)
+        loss = F.cross_entropy(logits.float(), y)
+        metrics.update(logits.detach().float(), y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, self.train_metrics, "train")
+        if not math.isfinite(loss.item()):
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch "
+                f"{batch_idx}; lower the learning rate (optimizer.lr). The last good checkpoint "
+                "(last.ckpt / best.ckpt) is kept."
+            )
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return self.logits(x).float().softmax(dim=-1)
+
+    # -- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        factory = self.optimizer_factory or (lambda ps: torch.optim.SGD(ps, lr=1e-3))
+        optimizer = factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "monitor": "val/loss"},
+        }
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> ArtClassifier:
+        """Load for inference anywhere: the checkpoint alone is enough, no weights are fetched."""
+        from arttl.errors import ConfigError
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"ckpt={str(path)!r}: file not found.")
+        try:
+            model = cls.load_from_checkpoint(path, map_location=map_location, init_weights=False)
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise ConfigError(f"ckpt={str(path)!r} is not an arttl checkpoint ({err}).") from err
+        return model.eval()
