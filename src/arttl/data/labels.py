@@ -10,10 +10,11 @@ becoming two classes, and keeps "unknown" from becoming the largest class of an 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import unicodedata
 from collections.abc import Iterable
+
+import pandas as pd
 
 __all__ = [
     "DEFAULT_DROP",
@@ -83,12 +84,11 @@ def _drop_keys(drop: tuple[str, ...]) -> frozenset[str]:
 
 
 def _is_missing(value: object) -> bool:
+    """None, NaN, pandas.NA, NaT; False for anything else (including containers)."""
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:  # pandas.NA / NaT without importing pandas here
-        return bool(value != value)
+    try:
+        return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
 

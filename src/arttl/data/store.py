@@ -33,7 +33,7 @@ def write_split(
     str_dt = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as f:
         img_ds = f.create_dataset(
-            "images", shape=(len(labels),), dtype=h5py.vlen_dtype(np.uint8), chunks=(64,)
+            "images", shape=(len(labels),), dtype=h5py.vlen_dtype(np.uint8), chunks=(max(1, min(64, len(labels))),)
         )
         for i, data in enumerate(images):
             img_ds[i] = np.frombuffer(data, dtype=np.uint8)

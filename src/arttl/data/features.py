@@ -1,0 +1,111 @@
+"""Feature cache for off-the-shelf training: the frozen backbone runs once per split, ever."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.data import DataLoader
+
+from arttl.atomic import atomic_path
+from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
+from arttl.data.transforms import build_transform
+
+
+def weights_digest(module: nn.Module) -> str:
+    """Hash of the actual tensors, so any change of weights (file, seed, checkpoint) misses the cache."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(backbone_digest: str, store_dir: str | Path, split: str, data_config: dict) -> str:
+    store_hash = read_attrs(split_file(store_dir, split)).get("config_hash", "")
+    ident = {"weights": backbone_digest, "store": store_hash, "split": split, "data": data_config}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@torch.no_grad()
+def extract(
+    backbone: nn.Module,
+    normalize: Any,
+    loader: DataLoader,
+    device: torch.device,
+    description: str = "features",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features of every image in ``loader`` (eval mode, no augmentation)."""
+    was_training = backbone.training
+    backbone.eval().to(device)
+    feats, labels = [], []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    ) as progress:
+        task = progress.add_task(description, total=len(loader))
+        for x, y in loader:
+            with autocast:
+                f = backbone(normalize(x.to(device, non_blocking=True)))
+            feats.append(f.float().cpu().numpy())
+            labels.append(y.numpy())
+            progress.advance(task)
+    backbone.train(was_training)
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    try:
+        with h5py.File(path, "r") as f:
+            if not f.attrs.get("complete", False):
+                return None
+            return torch.from_numpy(f["features"][()]), torch.from_numpy(f["labels"][()])
+    except OSError:
+        return None
+
+
+def cached_features(
+    model: Any,
+    store_dir: str | Path,
+    cache_dir: str | Path,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | None = None,
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, bool]]:
+    """Features for train/val/test from the cache, extracting (and caching) the missing splits.
+
+    ``model`` is an ArtClassifier: its ``backbone``, ``normalize`` and ``data_config`` are used.
+    Returns the features and, per split, whether it came from the cache.
+    """
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    digest = weights_digest(model.backbone)
+    transform = build_transform(model.data_config, training=False)
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hits: dict[str, bool] = {}
+    normalize = model.normalize
+    model.to(device)
+    for split in SPLITS:
+        key = cache_key(digest, store_dir, split, model.data_config)
+        path = Path(cache_dir) / "features" / f"{split}-{key}.h5"
+        got = _read(path) if path.is_file() else None
+        hits[split] = got is not None
+        if got is None:
+            ds = H5ImageDataset(split_file(store_dir, split), transform)
+            loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
+            x, y = extract(model.backbone, normalize, loader, device, f"features {split}")
+            with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+                f.create_dataset("features", data=x.astype(np.float32))
+                f.create_dataset("labels", data=y.astype(np.int64))
+                f.attrs["key"] = key
+                f.attrs["complete"] = True
+            got = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+        out[split] = got
+    model.to("cpu")
+    return out, hits

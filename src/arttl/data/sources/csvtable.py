@@ -1,0 +1,111 @@
+"""Any table of image paths and labels (CSV/TSV), the escape hatch for unknown layouts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+import pandas as pd
+
+from arttl.data.labels import clean_label
+from arttl.data.sources._common import (
+    SPLITS,
+    FileIndex,
+    abspath,
+    make_table,
+    require_dir,
+    resolve_under,
+)
+from arttl.errors import ConfigError, choice_error
+
+log = logging.getLogger(__name__)
+
+#: The default challenge; any other challenge name is read from the column of that name.
+CHALLENGES: tuple[str, ...] = ("label",)
+
+
+def read_csv_table(
+    root: str | os.PathLike[str],
+    challenge: str = "label",
+    csv_path: str | os.PathLike[str] = "labels.csv",
+    path_column: str = "path",
+    label_column: str | None = None,
+    group_column: str | None = None,
+    split_column: str | None = None,
+    sep: str = ",",
+    drop: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Read a table with one image per row; relative paths are resolved against ``root``.
+
+    The label column is ``label_column``, or the column named like ``challenge`` when it is
+    None (so one table with columns ``style`` and ``genre`` serves two challenges).
+    ``group_column`` / ``split_column`` are optional (split values: train, val, test or
+    empty). Rows whose file is missing are left out and counted in ``df.attrs["missing"]``.
+    """
+    root = require_dir(root)
+    table = resolve_under(root, csv_path, "csv_path", kind="file")
+    df = pd.read_csv(table, dtype=str, keep_default_na=False, na_filter=False, sep=sep)
+    df.columns = [str(c).strip() for c in df.columns]
+    if label_column is None:
+        if challenge not in df.columns:
+            choices = [c for c in df.columns if c not in (path_column, group_column, split_column)]
+            raise choice_error(
+                "challenge", challenge, choices,
+                hint=f"the challenge names a label column of csv_path={str(table)!r}",
+            )  # fmt: skip
+        label_column = challenge
+    for key, col in (
+        ("path_column", path_column),
+        ("label_column", label_column),
+        ("group_column", group_column),
+        ("split_column", split_column),
+    ):
+        if col is not None and col not in df.columns:
+            raise ConfigError(
+                f"{key}={col!r} is not a column of csv_path={str(table)!r}; "
+                f"columns found: {list(df.columns)} (check sep={sep!r} too)"
+            )
+
+    n = len(df)
+    groups_in = df[group_column].tolist() if group_column else [None] * n
+    splits_in = df[split_column].tolist() if split_column else [None] * n
+    index = FileIndex(root)
+    counts = {"missing": 0, "missing_label": 0}
+    paths: list[str] = []
+    labels: list[str] = []
+    groups: list[str | None] = []
+    splits: list[str | None] = []
+    rows = zip(
+        df[path_column].tolist(), df[label_column].tolist(), groups_in, splits_in, strict=True
+    )
+    for lineno, (raw, value, group, split) in enumerate(rows, 2):
+        rel = str(raw).strip().replace("\\", "/")  # Windows-written tables
+        label = clean_label(value, drop)
+        if label is None:
+            counts["missing_label"] += 1
+            continue
+        split = str(split).strip().lower() or None if split is not None else None
+        if split is not None and split not in SPLITS:
+            raise ConfigError(
+                f"{table}:{lineno}: split_column={split_column!r} value {split!r} is not one of "
+                f"{', '.join(SPLITS)} (or empty)"
+            )
+        found = os.path.isfile(rel) if os.path.isabs(rel) else bool(rel) and index.exists(rel)
+        if not found:
+            counts["missing"] += 1
+            continue
+        paths.append(abspath(root / rel))
+        labels.append(label)
+        groups.append(clean_label(group, ()) if group is not None else None)
+        splits.append(split)
+    if counts["missing"]:
+        log.warning("csv: %d files named in %s are not on disk", counts["missing"], table)
+    if not paths:
+        raise ConfigError(
+            f"csv_path={str(table)!r}: no row names an existing file with a label "
+            f"(counts {counts}); relative paths are resolved against root={str(root)!r}"
+        )
+    return make_table(
+        paths, labels, groups, splits, attrs={"missing": counts["missing"], "counts": counts}
+    )

@@ -1,0 +1,267 @@
+"""The schema of ``results.json`` (one per training run) and reading many of them into one table.
+
+``results.json`` is the only thing ``report`` reads from a run, so it is versioned: a file from
+another schema is refused with a message instead of silently producing a table with holes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypedDict
+
+import pandas as pd
+
+from arttl.atomic import write_json_atomic
+from arttl.errors import ConfigError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+METRIC_KEYS = ("top1", "top3", "top5", "macro_top1", "loss")
+SAMPLE_KEYS = ("train", "val", "test")
+
+# How a run's backbone was initialised, derived from ``weights`` (the paper's θ and θ̂).
+INIT_IMAGENET = "imagenet"  # θ: ImageNet weights
+INIT_ARTTL = "arttl"  # θ̂: an earlier arttl checkpoint (e.g. the Rijksmuseum-tuned network)
+INIT_NONE = "none"  # random initialisation ("from scratch")
+INIT_FILE = "file"  # any other weights file (.safetensors, .pth, ...)
+INITS = (INIT_IMAGENET, INIT_ARTTL, INIT_NONE, INIT_FILE)
+
+
+class Metrics(TypedDict):
+    top1: float | None
+    top3: float | None  # null when k >= num_classes
+    top5: float | None
+    macro_top1: float | None
+    loss: float | None
+
+
+class ResultsRecord(TypedDict):
+    """One run. Extra keys are allowed (and kept); these are required."""
+
+    schema_version: int
+    experiment: str | None
+    dataset: str
+    challenge: str
+    backbone: str
+    mode: str
+    weights: str | None
+    num_classes: int
+    samples: dict[str, int]
+    best_epoch: int | None
+    val: Metrics
+    test: Metrics | None
+    wall_seconds: float
+    versions: dict[str, str]
+    seed: int | None
+    checkpoint: str | None
+    history_csv: str | None  # metrics.csv, relative to the folder of results.json
+
+
+REQUIRED_KEYS: tuple[str, ...] = tuple(ResultsRecord.__annotations__)
+
+
+class ResultsSchemaError(ConfigError):
+    """A results.json that this version of arttl cannot read (older/newer schema, missing keys)."""
+
+
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def validate_record(record: Any) -> list[str]:
+    """Every problem with ``record`` (empty when it is a valid schema-1 record)."""
+    if not isinstance(record, Mapping):
+        return [f"expected a JSON object, got {type(record).__name__}"]
+    problems = [f"missing key {key!r}" for key in REQUIRED_KEYS if key not in record]
+    for key in ("dataset", "challenge", "backbone", "mode"):
+        if key in record and not isinstance(record[key], str):
+            problems.append(f"{key!r} must be a string, got {record[key]!r}")
+    if "num_classes" in record and not (
+        isinstance(record["num_classes"], int) and record["num_classes"] >= 1
+    ):
+        problems.append(f"'num_classes' must be a positive integer, got {record['num_classes']!r}")
+    for split in ("val", "test"):
+        block = record.get(split)
+        if block is None and split == "test":
+            continue
+        if split not in record:
+            continue
+        if not isinstance(block, Mapping):
+            problems.append(f"{split!r} must be an object with keys {', '.join(METRIC_KEYS)}")
+            continue
+        for key in METRIC_KEYS:
+            if key not in block:
+                problems.append(f"missing key '{split}.{key}'")
+            elif not _is_number_or_none(block[key]):
+                problems.append(f"'{split}.{key}' must be a number or null, got {block[key]!r}")
+    if "samples" in record and not isinstance(record["samples"], Mapping):
+        problems.append("'samples' must be an object {train, val, test}")
+    return problems
+
+
+def write_results(path: str | Path, record: dict[str, Any]) -> Path:
+    """Validate ``record`` and write it atomically as ``path``; returns the path.
+
+    ``schema_version`` is added when absent. Invalid records raise ``ResultsSchemaError`` here,
+    at the end of training, rather than later when ``report`` reads a sweep.
+    """
+    record = dict(record)
+    version = record.setdefault("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ResultsSchemaError(
+            f"write_results: schema_version={version!r}, this arttl writes {SCHEMA_VERSION}."
+        )
+    problems = validate_record(record)
+    if problems:
+        raise ResultsSchemaError(f"write_results({str(path)!r}): " + "; ".join(problems))
+    ordered = {"schema_version": SCHEMA_VERSION}
+    ordered.update((k, v) for k, v in record.items() if k != "schema_version")
+    return write_json_atomic(path, _json_safe(ordered))
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf are not JSON; they mean "not measured", which the schema spells null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate one results.json; raise ``ResultsSchemaError`` naming the file and fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r}: results file not found.")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsSchemaError(
+            f"{str(path)!r} is not valid JSON ({err}); arttl writes results.json atomically, so "
+            "this file was edited or written by something else. Re-run that training run or "
+            "remove the file."
+        ) from err
+    if not isinstance(record, dict):
+        raise ResultsSchemaError(f"{str(path)!r}: expected a JSON object, not a results list.")
+    version = record.get("schema_version")
+    if version is None:
+        raise ResultsSchemaError(
+            f"{str(path)!r} has no schema_version: it comes from an older arttl (before results "
+            f"schema {SCHEMA_VERSION}) or another tool. Re-run that training run with this arttl, "
+            "or move the file out of the folder."
+        )
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise ResultsSchemaError(
+            f"{str(path)!r} has schema_version={version!r}, this arttl reads {SCHEMA_VERSION}: "
+            + (
+                "it was written by a newer arttl; upgrade arttl (pip install -U arttl)."
+                if newer
+                else "re-run that training run with this arttl, or move the file out of the folder."
+            )
+        )
+    problems = validate_record(record)
+    if problems:
+        raise ResultsSchemaError(f"{str(path)!r} is not a valid results file: {'; '.join(problems)}.")
+    return record
+
+
+def init_kind(weights: str | None) -> str:
+    """θ / θ̂ / scratch / file, from the run's ``weights`` value (see ``INITS``)."""
+    if weights is None or str(weights).strip().lower() in ("", "none", "null", "false"):
+        return INIT_NONE
+    weights = str(weights)
+    if weights == "imagenet":
+        return INIT_IMAGENET
+    if weights.endswith(".ckpt"):
+        return INIT_ARTTL
+    return INIT_FILE
+
+
+def find_results(folders: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Every results.json under ``folders`` (files are taken as they are), sorted, de-duplicated."""
+    if isinstance(folders, str | Path):
+        folders = [folders]
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise ConfigError("runs=[]: name at least one runs folder (e.g. a multirun/<date> folder).")
+    found: dict[Path, None] = {}
+    for folder in folders:
+        if folder.is_file():
+            found[folder.resolve()] = None
+        elif folder.is_dir():
+            for p in sorted(folder.rglob(RESULTS_FILE)):
+                if p.is_file():
+                    found[p.resolve()] = None
+        else:
+            raise ConfigError(f"runs folder {str(folder)!r} does not exist.")
+    if not found:
+        raise ConfigError(
+            f"no {RESULTS_FILE} under {', '.join(repr(str(f)) for f in folders)}: point at a "
+            "training run's output folder (outputs/...) or a sweep's (multirun/...); runs that "
+            "did not finish write no results.json."
+        )
+    return list(found)
+
+
+IDENTITY_COLUMNS = (
+    "experiment",
+    "dataset",
+    "challenge",
+    "backbone",
+    "mode",
+    "init",
+    "weights",
+    "seed",
+)
+
+
+def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run, nested keys flattened with ``_`` (``test_top1``, ``samples_train``...).
+
+    Added columns: ``init`` (see ``init_kind``), ``run_dir`` (folder of the results.json),
+    ``results_path`` and ``history_path`` (absolute path of metrics.csv, None when absent).
+    Every unreadable file is listed in one ``ResultsSchemaError``: nothing is tabulated from a
+    partly readable sweep unless the user removes or fixes the named files.
+    """
+    paths = find_results(folders)
+    records: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            records.append(load_results(path))
+        except ConfigError as err:
+            errors.append(str(err))
+    if errors:
+        shown = "\n  ".join(errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise ResultsSchemaError(
+            f"{len(errors)} of {len(paths)} results files cannot be read:\n  {shown}{more}"
+        )
+    rows = []
+    for path, record in zip(paths, records, strict=True):
+        flat = pd.json_normalize(record, sep="_").iloc[0].to_dict()
+        run_dir = path.parent
+        history = record.get("history_csv")
+        history_path = (run_dir / history) if history else None
+        flat.update(
+            init=init_kind(record.get("weights")),
+            run_dir=str(run_dir),
+            results_path=str(path),
+            history_path=str(history_path) if history_path and history_path.is_file() else None,
+        )
+        rows.append(flat)
+    df = pd.DataFrame(rows)
+    for split in ("val", "test"):  # a run without a test split still gets the columns
+        for key in METRIC_KEYS:
+            col = f"{split}_{key}"
+            if col not in df:
+                df[col] = float("nan")
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    first = [c for c in IDENTITY_COLUMNS if c in df]
+    return df[first + [c for c in df.columns if c not in first]]

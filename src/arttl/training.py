@@ -1,0 +1,179 @@
+"""One training run from a composed config: validate, prepare if needed, fit, test, write results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import BackboneFinetuning, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+import arttl
+from arttl.atomic import atomic_path
+from arttl.data.config import prepare_from_config
+from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_store
+from arttl.data.features import cached_features
+from arttl.data.store import SPLITS, read_class_names, split_file
+from arttl.data.summary import print_store_summary
+from arttl.models.backbone import check_backbone_name
+from arttl.models.classifier import TOP_KS, ArtClassifier
+from arttl.models.transfer import check_mode
+from arttl.errors import ConfigError
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Everything that can be checked before touching data."""
+    check_mode(cfg.mode.name, cfg.mode.partial_fraction, cfg.backbone.weights)
+    check_backbone_name(cfg.backbone.name)
+    weights = str(cfg.backbone.weights)
+    if weights.endswith(".ckpt") and not Path(weights).is_file():
+        source = cfg.get("source_experiment")
+        hint = (
+            f"`python -m arttl.train +experiment={source} backbone={Path(weights).stem.split('-')[0]} "
+            "mode=fine_tune` produces it."
+            if source
+            else "Train that run first or fix the path."
+        )
+        raise ConfigError(f"backbone.weights={weights!r}: checkpoint not found. {hint}")
+
+
+def ensure_store(cfg: DictConfig) -> dict[str, Any]:
+    store_dir = Path(cfg.store.dir)
+    if not all(split_file(store_dir, s).is_file() for s in SPLITS):
+        print_store_summary(prepare_from_config(cfg))
+    return check_store(store_dir, cfg.dataset.challenge)
+
+
+def _metrics(raw: dict[str, float], stage: str, num_classes: int) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k in TOP_KS:
+        value = raw.get(f"{stage}/top{k}")
+        out[f"top{k}"] = float(value) if value is not None and (k < num_classes or k == 1) else None
+    for key in ("macro_top1", "loss"):
+        value = raw.get(f"{stage}/{key}")
+        out[key] = float(value) if value is not None else None
+    return out
+
+
+def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtClassifier:
+    channels_last = cfg.channels_last if cfg.channels_last is not None else torch.cuda.is_available()
+    return ArtClassifier(
+        backbone=cfg.backbone.name,
+        num_classes=len(class_names),
+        class_names=class_names,
+        mode=cfg.mode.name,
+        weights=None if cfg.backbone.weights is None else str(cfg.backbone.weights),
+        image_size=cfg.backbone.image_size,
+        partial_fraction=cfg.mode.partial_fraction,
+        optimizer=instantiate(cfg.mode.optimizer),
+        scheduler=instantiate(cfg.mode.scheduler) if cfg.mode.get("scheduler") else None,
+        channels_last=bool(channels_last),
+        experiment=cfg.experiment,
+        dataset=cfg.dataset.name,
+        challenge=cfg.dataset.challenge,
+        store=str(store_dir),
+    )
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    if cfg.mode.name == "gradual":
+        callbacks.append(
+            BackboneFinetuning(
+                unfreeze_backbone_at_epoch=int(cfg.mode.unfreeze_at_epoch),
+                backbone_initial_ratio_lr=float(cfg.mode.get("backbone_lr_ratio", 0.1)),
+            )
+        )
+    loggers = [instantiate(c) for c in cfg.logger] if cfg.logger else False
+    precision = cfg.trainer.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    kwargs.pop("_target_", None)
+    kwargs["precision"] = precision
+    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train, test the lowest-val/loss checkpoint, write results.json; return the record."""
+    from arttl.results import write_results
+
+    start = time.time()
+    run_dir = Path(run_dir)
+    validate_config(cfg)
+    L.seed_everything(int(cfg.seed), workers=True)
+    attrs = ensure_store(cfg)
+    store_dir = Path(cfg.store.dir)
+    class_names = read_class_names(split_file(store_dir, "train"))
+    model = build_model(cfg, class_names, str(store_dir))
+    dm: L.LightningDataModule
+    if cfg.mode.name == "off_the_shelf":
+        features, _ = cached_features(
+            model,
+            store_dir,
+            cfg.paths.cache_dir,
+            batch_size=max(64, int(cfg.data.batch_size)),
+            num_workers=int(cfg.data.num_workers),
+        )
+        dm = FeatureDataModule(features, int(cfg.data.feature_batch_size or cfg.data.batch_size))
+    else:
+        dm = StoreDataModule(
+            store_dir,
+            model.data_config,
+            batch_size=int(cfg.data.batch_size),
+            num_workers=int(cfg.data.num_workers),
+            scale=tuple(cfg.data.scale),
+            hflip=float(cfg.data.hflip),
+            color_jitter=cfg.data.color_jitter,
+            augment=bool(cfg.data.augment),
+        )
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(model, datamodule=dm)
+    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    val_raw = trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+    test_raw = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+    best_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
+    stable = None
+    if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
+        stable = Path(cfg.paths.checkpoint_dir) / cfg.experiment / f"{cfg.backbone.name}-{cfg.mode.name}.ckpt"
+        with atomic_path(stable) as tmp:
+            shutil.copyfile(best, tmp)
+    counts = {s: int(n) for s, n in json.loads(attrs["counts"]).items()}
+    record = {
+        "experiment": cfg.experiment,
+        "dataset": cfg.dataset.name,
+        "challenge": cfg.dataset.challenge,
+        "backbone": cfg.backbone.name,
+        "mode": cfg.mode.name,
+        "weights": None if cfg.backbone.weights is None else str(cfg.backbone.weights),
+        "num_classes": len(class_names),
+        "samples": counts,
+        "best_epoch": best_epoch,
+        "val": _metrics(val_raw, "val", len(class_names)),
+        "test": _metrics(test_raw, "test", len(class_names)),
+        "wall_seconds": round(time.time() - start, 2),
+        "versions": _versions(),
+        "seed": int(cfg.seed),
+        "checkpoint": str(stable or best or ""),
+        "history_csv": "metrics.csv",
+    }
+    if trainer.is_global_zero:
+        write_results(run_dir / "results.json", record)
+    return record
+
+
+def _versions() -> dict[str, str]:
+    import lightning
+    import timm
+
+    return {
+        "arttl": arttl.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+    }
