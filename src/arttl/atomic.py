@@ -36,4 +36,6 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    return write_text_atomic(
+        path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+    )

@@ -7,9 +7,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from arttl.errors import ConfigError
+from arttl.errors import ConfigError, TrainingDiverged
 
 USER_ERROR_EXIT = 2
+DIVERGED_EXIT = 3
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -22,5 +23,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT)
+        except TrainingDiverged as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(DIVERGED_EXIT)
 
     return wrapper

@@ -10,6 +10,10 @@ class ConfigError(ValueError):
     """A config key, value or input path the user must fix; the message says how."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite; the run stopped and its last good checkpoint is kept."""
+
+
 def choice_error(key: str, value: object, choices: Iterable[str], hint: str = "") -> ConfigError:
     """Build the one message format we use for a value outside its choices (with close matches)."""
     choices = sorted(str(c) for c in choices)

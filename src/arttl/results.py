@@ -167,7 +167,9 @@ def load_results(path: str | Path) -> dict[str, Any]:
         )
     problems = validate_record(record)
     if problems:
-        raise ResultsSchemaError(f"{str(path)!r} is not a valid results file: {'; '.join(problems)}.")
+        raise ResultsSchemaError(
+            f"{str(path)!r} is not a valid results file: {'; '.join(problems)}."
+        )
     return record
 
 
@@ -245,6 +247,7 @@ def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         )
     rows = []
     for path, record in zip(paths, records, strict=True):
+        record = {**record, "test": record["test"] or dict.fromkeys(METRIC_KEYS)}
         flat = pd.json_normalize(record, sep="_").iloc[0].to_dict()
         run_dir = path.parent
         history = record.get("history_csv")

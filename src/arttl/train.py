@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +26,7 @@ def print_results(record: dict) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
-    record = run_training(cfg, HydraConfig.get().runtime.output_dir)
+    record = run_training(cfg, cfg.run_dir)
     print_results(record)
     return record["val"]["loss"]
 

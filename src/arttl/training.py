@@ -21,10 +21,10 @@ from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_stor
 from arttl.data.features import cached_features
 from arttl.data.store import SPLITS, read_class_names, split_file
 from arttl.data.summary import print_store_summary
+from arttl.errors import ConfigError
 from arttl.models.backbone import check_backbone_name
 from arttl.models.classifier import TOP_KS, ArtClassifier
 from arttl.models.transfer import check_mode
-from arttl.errors import ConfigError
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -62,7 +62,9 @@ def _metrics(raw: dict[str, float], stage: str, num_classes: int) -> dict[str, f
 
 
 def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtClassifier:
-    channels_last = cfg.channels_last if cfg.channels_last is not None else torch.cuda.is_available()
+    channels_last = (
+        cfg.channels_last if cfg.channels_last is not None else torch.cuda.is_available()
+    )
     return ArtClassifier(
         backbone=cfg.backbone.name,
         num_classes=len(class_names),
@@ -92,7 +94,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         )
     loggers = [instantiate(c) for c in cfg.logger] if cfg.logger else False
     precision = cfg.trainer.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    kwargs = {
+        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None
+    }
     kwargs.pop("_target_", None)
     kwargs["precision"] = precision
     return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
@@ -137,10 +141,16 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     val_raw = trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
     test_raw = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    best_epoch = int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
+    best_epoch = (
+        int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
+    )
     stable = None
     if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
-        stable = Path(cfg.paths.checkpoint_dir) / cfg.experiment / f"{cfg.backbone.name}-{cfg.mode.name}.ckpt"
+        stable = (
+            Path(cfg.paths.checkpoint_dir)
+            / cfg.experiment
+            / f"{cfg.backbone.name}-{cfg.mode.name}.ckpt"
+        )
         with atomic_path(stable) as tmp:
             shutil.copyfile(best, tmp)
     counts = {s: int(n) for s, n in json.loads(attrs["counts"]).items()}

@@ -6,7 +6,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,9 +107,15 @@ def build_store(
     store_dir = Path(store_dir)
     digest = config_hash({**identity, "settings": settings.__dict__, "rows": len(table)})
     if not force and store_is_current(store_dir, digest):
-        return {"reused": True, "store": str(store_dir), **read_attrs(split_file(store_dir, "train"))}
+        return {
+            "reused": True,
+            "store": str(store_dir),
+            **read_attrs(split_file(store_dir, "train")),
+        }
     if table.empty:
-        raise ConfigError(f"dataset.root={identity.get('root')!r}: no images were found to prepare.")
+        raise ConfigError(
+            f"dataset.root={identity.get('root')!r}: no images were found to prepare."
+        )
     table = table.sort_values("path", kind="stable").reset_index(drop=True)
     with atomic_path(store_dir) as tmp:
         tmp.mkdir(parents=True)
@@ -121,9 +126,7 @@ def build_store(
         )
         accepted = table.drop(index=list(rejected)).copy()
         accepted["row"] = accepted.index
-        split = assign_splits(
-            accepted, settings.fractions, settings.seed, settings.min_per_split
-        )
+        split = assign_splits(accepted, settings.fractions, settings.seed, settings.min_per_split)
         class_names = sorted(split["label"].unique())
         if len(class_names) < 2:
             raise ConfigError(

@@ -95,7 +95,9 @@ class StoreDataModule(L.LightningDataModule):
 class FeatureDataModule(L.LightningDataModule):
     """Cached backbone features per split: the off-the-shelf head trains without the backbone."""
 
-    def __init__(self, features: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int) -> None:
+    def __init__(
+        self, features: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int
+    ) -> None:
         super().__init__()
         self.sets = {s: TensorDataset(x, y) for s, (x, y) in features.items()}
         self.batch_size = batch_size

@@ -48,7 +48,10 @@ def extract(
     feats, labels = [], []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
     ) as progress:
         task = progress.add_task(description, total=len(loader))
         for x, y in loader:
@@ -99,7 +102,8 @@ def cached_features(
         if got is None:
             ds = H5ImageDataset(split_file(store_dir, split), transform)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
-            x, y = extract(model.backbone, normalize, loader, device, f"features {split}")
+            with torch.random.fork_rng():  # a cache miss must not shift later random draws
+                x, y = extract(model.backbone, normalize, loader, device, f"features {split}")
             with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
                 f.create_dataset("features", data=x.astype(np.float32))
                 f.create_dataset("labels", data=y.astype(np.int64))

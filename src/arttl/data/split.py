@@ -36,7 +36,9 @@ def assign_splits(
     The result depends only on the rows (sorted by path) and the seed, not on input order.
     """
     if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
-        raise ConfigError(f"store.fractions={list(fractions)} must be 3 non-negative numbers summing to 1.")
+        raise ConfigError(
+            f"store.fractions={list(fractions)} must be 3 non-negative numbers summing to 1."
+        )
     df = table.sort_values("path", kind="stable").reset_index(drop=True)
     given = df["split"] if "split" in df else pd.Series([None] * len(df))
     given = given.where(given.notna(), None)
@@ -61,8 +63,11 @@ def assign_splits(
         out[perm[n_test + n_val :]] = "train"
     df["split"] = out
     df = df[df["split"].notna()]
-    counts = df.groupby(["label", "split"]).size().unstack(fill_value=0).reindex(
-        columns=list(SPLITS), fill_value=0
+    counts = (
+        df.groupby(["label", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(SPLITS), fill_value=0)
     )
     keep = counts.index[(counts >= min_per_split).all(axis=1)]
     dropped = sorted(set(counts.index) - set(keep))

@@ -33,13 +33,24 @@ def write_split(
     str_dt = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as f:
         img_ds = f.create_dataset(
-            "images", shape=(len(labels),), dtype=h5py.vlen_dtype(np.uint8), chunks=(max(1, min(64, len(labels))),)
+            "images",
+            shape=(len(labels),),
+            dtype=h5py.vlen_dtype(np.uint8),
+            chunks=(max(1, min(64, len(labels))),),
+            track_times=False,  # same input -> byte-identical file
         )
         for i, data in enumerate(images):
             img_ds[i] = np.frombuffer(data, dtype=np.uint8)
-        f.create_dataset("labels", data=labels)
-        f.create_dataset("paths", data=np.array(paths, dtype=object), dtype=str_dt)
-        f.create_dataset("class_names", data=np.array(class_names, dtype=object), dtype=str_dt)
+        f.create_dataset("labels", data=labels, track_times=False)
+        f.create_dataset(
+            "paths", data=np.array(paths, dtype=object), dtype=str_dt, track_times=False
+        )
+        f.create_dataset(
+            "class_names",
+            data=np.array(class_names, dtype=object),
+            dtype=str_dt,
+            track_times=False,
+        )
         for key, value in attrs.items():
             f.attrs[key] = value
         f.attrs["store_format"] = STORE_FORMAT

@@ -12,7 +12,9 @@ from rich.table import Table
 def print_store_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     if summary.get("reused"):
-        console.print(f"[green]store is current[/green]: {summary['store']} (force=true rebuilds it)")
+        console.print(
+            f"[green]store is current[/green]: {summary['store']} (force=true rebuilds it)"
+        )
         return
     console.print(f"prepared [bold]{summary['store']}[/bold]")
     table = Table()

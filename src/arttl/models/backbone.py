@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +10,21 @@ import timm
 import torch
 from torch import nn
 
-from arttl.errors import ConfigError, choice_error
+from arttl.errors import ConfigError
 
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 CHECKPOINT_SUFFIXES = (".ckpt",)
 
 
 def check_backbone_name(name: str) -> None:
-    """Fail before any work with the close matches when timm does not know ``name``."""
-    if name not in timm.list_models():
-        raise choice_error(
-            "backbone.name",
-            name,
-            [n for n in timm.list_models() if n.split("_")[0] == name.split("_")[0]][:30]
-            or timm.list_models()[:30],
-            hint="Any name from timm.list_models() works.",
+    """Fail before any work, with close matches, when timm does not know ``name``."""
+    names = timm.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        raise ConfigError(
+            f"backbone.name={name!r} is not a timm model"
+            + (f"; did you mean {', '.join(close)}?" if close else ".")
+            + " Presets: conf/backbone/*.yaml; any name from timm.list_models() works."
         )
 
 
@@ -106,7 +107,9 @@ def create_backbone(
         if not Path(weights).is_file():
             raise ConfigError(f"backbone.weights={weights!r}: file not found.")
         try:
-            model = _create(name, image_size, pretrained=True, pretrained_cfg_overlay={"file": weights})
+            model = _create(
+                name, image_size, pretrained=True, pretrained_cfg_overlay={"file": weights}
+            )
         except RuntimeError as err:
             raise ConfigError(
                 f"backbone.weights={weights!r} does not fit backbone {name!r}: {str(err)[:300]}"

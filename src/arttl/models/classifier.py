@@ -15,6 +15,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from arttl.data.transforms import build_transform
+from arttl.errors import TrainingDiverged
 from arttl.models.backbone import create_backbone
 from arttl.models.transfer import (
     apply_transfer_mode,
@@ -23,10 +24,6 @@ from arttl.models.transfer import (
 )
 
 TOP_KS = (1, 3, 5)
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training diverged; the last good checkpoint is kept on disk."""
 
 
 def make_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -151,7 +148,7 @@ class ArtClassifier(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, self.train_metrics, "train")
         if not math.isfinite(loss.item()):
-            raise NonFiniteLossError(
+            raise TrainingDiverged(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch "
                 f"{batch_idx}; lower the learning rate (optimizer.lr). The last good checkpoint "
                 "(last.ckpt / best.ckpt) is kept."

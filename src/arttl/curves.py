@@ -1,0 +1,96 @@
+"""Learning curves per challenge (the paper's Figures 2–3) from each run's metrics.csv."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from arttl.atomic import atomic_path
+from arttl.results import INIT_IMAGENET
+from arttl.tables import INIT_LABELS, MODE_LABELS
+
+LINESTYLES = {"off_the_shelf": "--", "fine_tune": "-", "partial": "-.", "gradual": ":"}
+
+
+def read_history(path: str | Path, metric: str = "val/top1") -> pd.Series:
+    """``metric`` per epoch (last logged value of each epoch) from a Lightning CSVLogger file.
+
+    Lightning writes train and val rows separately, each with NaN in the other's columns.
+    """
+    df = pd.read_csv(path)
+    if metric not in df or "epoch" not in df:
+        return pd.Series(dtype=float, name=metric)
+    df = df[["epoch", metric]].dropna()
+    return df.groupby("epoch")[metric].last().astype(float).rename(metric)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name))
+
+
+def _label(row: pd.Series, with_seed: bool) -> str:
+    label = f"{row['backbone']} / {MODE_LABELS.get(row['mode'], row['mode'])}"
+    if row["init"] != INIT_IMAGENET and row["mode"] != "scratch":
+        label += f" ({INIT_LABELS.get(row['init'], row['init'])})"
+    if with_seed:
+        label += f" seed {row.get('seed')}"
+    return label
+
+
+def plot_learning_curves(
+    runs: pd.DataFrame, out_dir: str | Path, metric: str = "val/top1"
+) -> tuple[list[Path], list[str]]:
+    """One PNG per (dataset, challenge), one line per run; returns (files, runs without history).
+
+    Colour tells the backbone, line style the mode; epochs are counted from 1 (after one pass).
+    """
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    missing: list[str] = []
+    percent = not metric.endswith("loss")
+    for (dataset, challenge), group in runs.groupby(["dataset", "challenge"], sort=True):
+        backbones = sorted(group["backbone"].unique())
+        colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backbones)}
+        labels = [_label(r, False) for _, r in group.iterrows()]
+        repeated = len(labels) != len(set(labels))
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        lines = 0
+        for _, row in group.sort_values(["backbone", "mode", "init"]).iterrows():
+            history = row.get("history_path")
+            series = read_history(history, metric) if isinstance(history, str) else None
+            if series is None or series.empty:
+                missing.append(str(row["run_dir"]))
+                continue
+            ax.plot(
+                series.index + 1,
+                series.to_numpy() * (100 if percent else 1),
+                LINESTYLES.get(row["mode"], (0, (1, 1))),
+                color=colours[row["backbone"]],
+                marker="o" if len(series) < 30 else None,
+                markersize=3,
+                label=_label(row, repeated),
+            )
+            lines += 1
+        if lines == 0:
+            plt.close(fig)
+            continue
+        ax.set_title(f"{dataset} / {challenge}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric.replace("/", " ") + (" (%)" if percent else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = out_dir / f"curves_{_safe(dataset)}_{_safe(challenge)}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written, missing

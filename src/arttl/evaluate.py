@@ -1,0 +1,52 @@
+"""`python -m arttl.evaluate ckpt=<file> [split=test]`: metrics, per-class report and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from arttl.cli import user_errors
+from arttl.config import CONF_DIR
+from arttl.errors import ConfigError
+from arttl.evaluation import evaluate_checkpoint
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+@user_errors
+def main(cfg: DictConfig) -> float:
+    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
+        raise ConfigError("ckpt= is required: python -m arttl.evaluate ckpt=<file.ckpt>.")
+    ev = evaluate_checkpoint(
+        cfg.ckpt,
+        out_dir=Path(cfg.out_dir or HydraConfig.get().runtime.output_dir),
+        split=cfg.split,
+        store=cfg.store,
+        top_n=int(cfg.top_n),
+        mistakes=int(cfg.mistakes),
+        batch_size=int(cfg.batch_size),
+        num_workers=int(cfg.num_workers),
+        device=cfg.device,
+    )
+    m = ev.metrics
+    table = Table(title=f"{Path(cfg.ckpt).name} on {m['split']} ({m['samples']} images)")
+    for key in ("top1", "top3", "top5", "macro_top1", "loss"):
+        table.add_column(key, justify="right")
+    table.add_row(
+        *(
+            "—" if m[k] is None else f"{m[k]:.4f}"
+            for k in ("top1", "top3", "top5", "macro_top1", "loss")
+        )
+    )
+    console = Console()
+    console.print(table)
+    console.print(f"{len(ev.files)} files in {ev.out_dir} (summary.md)", highlight=False)
+    return float(m["top1"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""How good is a checkpoint, class by class: metrics, per-class report, confusion, mistakes.
+
+Everything is computed from one pass of predictions over a store split, kept in
+``predictions.csv``, so every number in the output folder can be recomputed from that file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from arttl.atomic import atomic_path, write_json_atomic, write_text_atomic
+from arttl.data.store import SPLITS, H5ImageDataset, is_complete, read_class_names, split_file
+from arttl.errors import ConfigError, choice_error
+from arttl.models.classifier import TOP_KS, ArtClassifier
+from arttl.prediction import load_classifier
+
+TOP_K_SAVED = 5  # ranks written per image in predictions.csv
+
+
+def resolve_split_file(model: ArtClassifier, store: str | Path | None, split: str) -> Path:
+    """``<store>/<split>.h5`` from ``store=`` or the store the checkpoint was trained on."""
+    if split not in SPLITS:
+        raise choice_error("split", split, SPLITS)
+    store = store or model.hparams.get("store")
+    if not store:
+        raise ConfigError(
+            "the checkpoint records no store; pass store=<prepared folder> "
+            "(data/prepared/<dataset>_<challenge>)."
+        )
+    store = Path(store)
+    path = store if store.suffix == ".h5" else split_file(store, split)
+    if not path.is_file():
+        have = sorted(p.name for p in store.glob("*.h5")) if store.is_dir() else []
+        raise ConfigError(
+            f"store={str(store)!r}: {path.name} not found"
+            + (f" (found {', '.join(have)})" if have else "")
+            + "; pass store=<prepared folder> or prepare it with `python -m arttl.prepare`."
+        )
+    if not is_complete(path):
+        raise ConfigError(
+            f"store file {str(path)!r} is incomplete (interrupted prepare); rebuild it."
+        )
+    names = read_class_names(path)
+    if names != model.class_names:
+        raise ConfigError(
+            f"store file {str(path)!r} has classes {names[:5]}... ({len(names)}) but the checkpoint "
+            f"was trained on {model.class_names[:5]}... ({len(model.class_names)}); pass the store "
+            "the checkpoint was trained on (store=...)."
+        )
+    return path
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: ArtClassifier, dataset: H5ImageDataset, batch_size: int = 64, num_workers: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, C) float32 on CPU, labels (N,)) for every image of ``dataset``, in order."""
+    device = next(model.parameters()).device
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    logits, labels = [], []
+    for x, y in loader:
+        logits.append(model.logits(x.to(device)).float().cpu())
+        labels.append(y)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def summary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
+    """top-1/3/5 (null when k >= number of classes, as in results.json), macro top-1, loss."""
+    c = logits.shape[1]
+    out: dict[str, float | None] = {}
+    for k in TOP_KS:
+        if k < c or k == 1:
+            acc = MulticlassAccuracy(num_classes=c, top_k=k, average="micro")
+            out[f"top{k}"] = float(acc(logits, labels))
+        else:
+            out[f"top{k}"] = None
+    out["macro_top1"] = float(MulticlassAccuracy(num_classes=c, average="macro")(logits, labels))
+    out["loss"] = float(F.cross_entropy(logits, labels))
+    return out
+
+
+def per_class_report(
+    logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]
+) -> pd.DataFrame:
+    """precision / recall / F1 / support per class (0 where undefined, like scikit-learn)."""
+    c = len(class_names)
+    preds = logits.argmax(dim=1)
+    kwargs: dict[str, Any] = {"num_classes": c, "average": None}
+    return pd.DataFrame(
+        {
+            "class": class_names,
+            "precision": MulticlassPrecision(**kwargs)(preds, labels).numpy(),
+            "recall": MulticlassRecall(**kwargs)(preds, labels).numpy(),
+            "f1": MulticlassF1Score(**kwargs)(preds, labels).numpy(),
+            "support": torch.bincount(labels, minlength=c).numpy(),
+        }
+    )
+
+
+def confusion_counts(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    cm = MulticlassConfusionMatrix(num_classes=logits.shape[1])
+    return cm(logits.argmax(dim=1), labels).numpy().astype(np.int64)
+
+
+def plot_confusion(
+    counts: np.ndarray, class_names: list[str], path: str | Path, top_n: int = 30
+) -> list[str]:
+    """Row-normalised confusion PNG; with more than ``top_n`` classes, the ``top_n`` most frequent.
+
+    Rows are normalised over *all* predictions, so with a subset a row sums to less than 1: the
+    rest went to classes not shown. Returns the class names shown.
+    """
+    support = counts.sum(axis=1)
+    shown = np.arange(len(class_names))
+    if len(shown) > top_n:
+        shown = np.sort(np.argsort(-support, kind="stable")[:top_n])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = counts / support[:, None]
+    norm = np.nan_to_num(norm)[np.ix_(shown, shown)]
+    names = [_short(class_names[i], 28) for i in shown]
+    n = len(shown)
+    size = min(max(5.0, 0.32 * n + 2.5), 40.0)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=8 if n > 20 else 10)
+    ax.set_yticks(range(n), names, fontsize=8 if n > 20 else 10)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    subset = f" ({n} most frequent of {len(class_names)} classes)" if n < len(class_names) else ""
+    ax.set_title("Confusion matrix, rows normalised" + subset)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if norm[i, j] > 0:
+                    colour = "white" if norm[i, j] > 0.5 else "black"
+                    ax.text(
+                        j,
+                        i,
+                        f"{norm[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        color=colour,
+                        fontsize=8,
+                    )
+    fig.tight_layout()
+    _save(fig, path)
+    return [class_names[i] for i in shown]
+
+
+def confident_mistakes(probs: torch.Tensor, labels: torch.Tensor, k: int) -> list[int]:
+    """Indices of the ``k`` wrong predictions with the highest predicted probability."""
+    conf, pred = probs.max(dim=1)
+    wrong = torch.nonzero(pred != labels).flatten()
+    order = torch.argsort(conf[wrong], descending=True, stable=True)
+    return wrong[order][:k].tolist()
+
+
+def plot_mistakes(
+    dataset: H5ImageDataset,
+    indices: list[int],
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    path: str | Path,
+) -> None:
+    """A grid of the stored images, titled true / predicted (probability)."""
+    cols = min(4, len(indices))
+    rows = math.ceil(len(indices) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices, strict=False):
+        p, pred = probs[i].max(dim=0)
+        ax.imshow(dataset.image(i))
+        ax.set_title(
+            f"true: {_short(class_names[int(labels[i])], 22)}\n"
+            f"pred: {_short(class_names[int(pred)], 22)} ({float(p):.0%})",
+            fontsize=9,
+        )
+    fig.suptitle("Most confident mistakes")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _short(text: str, width: int) -> str:
+    return textwrap.shorten(str(text), width=width, placeholder="…") or str(text)[:width]
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def predictions_table(
+    probs: torch.Tensor, labels: torch.Tensor, paths: list[str], class_names: list[str]
+) -> pd.DataFrame:
+    """One row per image: path, true label, the top ranks (label_r, prob_r), prob of the true class."""
+    k = min(TOP_K_SAVED, probs.shape[1])
+    top_p, top_i = probs.topk(k, dim=1)
+    names = np.array(class_names, dtype=object)
+    table = pd.DataFrame({"index": np.arange(len(labels)), "path": paths})
+    table["label"] = names[labels.numpy()]
+    for r in range(k):
+        table[f"label_{r + 1}"] = names[top_i[:, r].numpy()]
+        table[f"prob_{r + 1}"] = top_p[:, r].numpy()
+    table["prob_true"] = probs.gather(1, labels[:, None]).squeeze(1).numpy()
+    table["correct"] = table["label"] == table["label_1"]
+    return table
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    per_class: pd.DataFrame
+    predictions: pd.DataFrame
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def _summary_md(ev: Evaluation, hp: dict[str, Any], shown: list[str], mistakes: int) -> str:
+    m = ev.metrics
+    title = f"{hp.get('backbone')} / {hp.get('mode')} on {hp.get('dataset')}/{hp.get('challenge')}"
+    lines = [
+        f"# Evaluation: {title}",
+        "",
+        f"- checkpoint: `{m['checkpoint']}`",
+        f"- split: `{m['split']}` of `{m['store_file']}` — {m['samples']} images, "
+        f"{m['num_classes']} classes",
+        "",
+        "| metric | value |",
+        "| --- | ---: |",
+    ]
+    for key, label in (
+        ("top1", "top-1"),
+        ("top3", "top-3"),
+        ("top5", "top-5"),
+        ("macro_top1", "macro top-1 (mean per-class recall)"),
+    ):
+        value = m[key]
+        lines.append(f"| {label} | {'—' if value is None else f'{100 * value:.2f} %'} |")
+    lines.append(f"| loss (cross-entropy) | {m['loss']:.4f} |")
+    worst = ev.per_class[ev.per_class["support"] > 0].sort_values("f1").head(5)
+    lines += ["", "Lowest F1 (classes with test images):", ""]
+    lines += [
+        f"- {r['class']}: F1 {r['f1']:.2f} (precision {r['precision']:.2f}, recall "
+        f"{r['recall']:.2f}, {int(r['support'])} images)"
+        for _, r in worst.iterrows()
+    ]
+    lines += [
+        "",
+        "Files: [per_class.csv](per_class.csv) · [predictions.csv](predictions.csv) · "
+        "[confusion_matrix.csv](confusion_matrix.csv) (counts) · [metrics.json](metrics.json)",
+        "",
+        "## Confusion matrix"
+        + (f" ({len(shown)} most frequent classes)" if len(shown) < m["num_classes"] else ""),
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "## Most confident mistakes",
+        "",
+        "![most confident mistakes](mistakes.png)" if mistakes else "No mistakes on this split.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    out_dir: str | Path,
+    split: str = "test",
+    store: str | Path | None = None,
+    top_n: int = 30,
+    mistakes: int = 16,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str = "auto",
+) -> Evaluation:
+    """Predict ``split`` of the checkpoint's store and write the whole evaluation folder."""
+    if top_n < 1 or mistakes < 0:
+        raise ConfigError(f"top_n={top_n} must be >= 1 and mistakes={mistakes} >= 0.")
+    model = load_classifier(ckpt, device)
+    path = resolve_split_file(model, store, split)
+    dataset = H5ImageDataset(path, transform=model.eval_transform())
+    if len(dataset) == 0:
+        raise ConfigError(f"store file {str(path)!r} holds no images; nothing to evaluate.")
+    logits, labels = predict_logits(model, dataset, batch_size, num_workers)
+    probs = logits.softmax(dim=1)
+    names = model.class_names
+    hp = dict(model.hparams)
+    metrics: dict[str, Any] = {
+        "checkpoint": str(ckpt),
+        "store_file": str(path),
+        "split": split,
+        "samples": len(labels),
+        "num_classes": len(names),
+        **{k: hp.get(k) for k in ("experiment", "dataset", "challenge", "backbone", "mode")},
+        "weights": None if hp.get("weights") is None else str(hp.get("weights")),
+        **summary_metrics(logits, labels),
+    }
+    ev = Evaluation(
+        metrics=metrics,
+        per_class=per_class_report(logits, labels, names),
+        predictions=predictions_table(probs, labels, dataset.paths(), names),
+        out_dir=Path(out_dir),
+    )
+    out = ev.out_dir
+    counts = confusion_counts(logits, labels)
+    write_json_atomic(out / "metrics.json", json.loads(json.dumps(metrics, default=str)))
+    for name, frame, fmt in (
+        ("per_class.csv", ev.per_class, "%.6f"),
+        ("predictions.csv", ev.predictions, "%.6f"),
+        ("confusion_matrix.csv", pd.DataFrame(counts, index=names, columns=names), None),
+    ):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=name == "confusion_matrix.csv", float_format=fmt)
+        ev.files.append(out / name)
+    shown = plot_confusion(counts, names, out / "confusion_matrix.png", top_n)
+    ev.files.append(out / "confusion_matrix.png")
+    wrong = confident_mistakes(probs, labels, mistakes)
+    if wrong:
+        plot_mistakes(dataset, wrong, probs, labels, names, out / "mistakes.png")
+        ev.files.append(out / "mistakes.png")
+    else:
+        (out / "mistakes.png").unlink(missing_ok=True)  # from an earlier evaluation here
+    write_text_atomic(out / "summary.md", _summary_md(ev, hp, shown, len(wrong)))
+    ev.files += [out / "metrics.json", out / "summary.md"]
+    return ev

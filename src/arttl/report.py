@@ -1,0 +1,100 @@
+"""`python -m arttl.report <runs folder> [...]`: the paper's Tables 2–3, a full CSV and curves."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig, ListConfig
+from rich.console import Console
+from rich.table import Table
+
+from arttl.cli import USER_ERROR_EXIT, user_errors
+from arttl.config import CONF_DIR
+from arttl.reporting import TABLES, make_report
+from arttl.tables import rich_rows
+
+# Hydra flags whose next argument is their value, not a runs folder.
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
+_FLAGS_WITH_VALUE |= {"-cn", "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def positional_to_runs(argv: list[str]) -> list[str]:
+    """Turn bare folder arguments into one ``runs=[...]`` override (Hydra rejects bare args)."""
+    out, folders, takes_value = [argv[0]], [], False
+    for arg in argv[1:]:
+        if takes_value or arg.startswith("-") or "=" in arg:
+            out.append(arg)
+            takes_value = arg in _FLAGS_WITH_VALUE
+        else:
+            folders.append(arg)
+    if not folders:
+        return out
+    if any(a.split("=", 1)[0].lstrip("+~") == "runs" for a in out[1:] if "=" in a):
+        print(
+            "error: give runs folders either as arguments or as runs=[...], not both.",
+            file=sys.stderr,
+        )
+        sys.exit(USER_ERROR_EXIT)
+    quoted = ["'" + f.replace("\\", "\\\\").replace("'", "\\'") + "'" for f in folders]
+    return [*out, f"runs=[{','.join(quoted)}]"]
+
+
+def print_table(
+    console: Console, title: str, table: pd.DataFrame, decimals: int, higher: bool, show_init: bool
+) -> None:
+    header, rows = rich_rows(table, decimals, higher, show_init)
+    out = Table(title=title)
+    for i, name in enumerate(header):
+        numeric = i >= table.index.nlevels
+        out.add_column(name, justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        out.add_row(*row)
+    console.print(out)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="report")
+@user_errors
+def _main(cfg: DictConfig) -> None:
+    runs = cfg.runs
+    runs = list(runs) if isinstance(runs, ListConfig | list | tuple) else [runs] if runs else []
+    from arttl.errors import ConfigError
+
+    if not runs:
+        raise ConfigError(
+            "no runs folder given: `python -m arttl.report multirun/<date>/<time>` or "
+            "runs=[folder1,folder2]."
+        )
+    report = make_report(
+        runs,
+        out_dir=cfg.out_dir,
+        metric=cfg.metric,
+        decimals=int(cfg.decimals),
+        curve_metric=cfg.curve_metric,
+        curves=bool(cfg.curves),
+    )
+    console = Console()
+    higher = not str(cfg.metric).endswith("loss")
+    for name, title in TABLES.items():
+        if not report.tables[name].empty:
+            print_table(
+                console,
+                f"{title} — {cfg.metric}",
+                report.tables[name],
+                int(cfg.decimals),
+                higher,
+                show_init=name == "table3",
+            )
+    for note in report.notes:
+        console.print(f"note: {note}")
+    console.print(f"{len(report.runs)} runs -> {len(report.files)} files in {report.out_dir}")
+
+
+def main() -> None:
+    sys.argv = positional_to_runs(sys.argv)
+    _main()
+
+
+if __name__ == "__main__":
+    main()

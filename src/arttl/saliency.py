@@ -1,0 +1,106 @@
+"""`python -m arttl.saliency images=<file|folder> models=[imagenet,<run.ckpt>] method=<name>`.
+
+Renders what each network looks at (the paper's θ-versus-θ̂ figure), writes the raw maps and
+an agreement CSV, and prints the agreement table. Undecodable images are listed and skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from arttl.cli import user_errors
+from arttl.config import CONF_DIR
+from arttl.errors import ConfigError
+from arttl.explain.compare import Comparison, compare_models, list_images
+from arttl.explain.figure import write_outputs
+from arttl.explain.methods import check_method
+from arttl.explain.models import load_models
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, ListConfig | list | tuple) else value
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def print_agreement(comparison: Comparison, console: Console) -> None:
+    df: pd.DataFrame = comparison.agreement
+    table = Table(
+        title=f"{comparison.method}: agreement between models (top {comparison.top_fraction:.0%})"
+    )
+    for col in ("image", "model_a", "model_b", "spearman", "top_iou"):
+        table.add_column(col, justify="right" if col in ("spearman", "top_iou") else "left")
+    table.add_column("deletion AUC a / random", justify="right")
+    table.add_column("deletion AUC b / random", justify="right")
+    for row in df.to_dict("records"):
+        table.add_row(
+            row["image"],
+            f"{row['model_a']}: {row['label_a']} {row['prob_a']:.0%}",
+            f"{row['model_b']}: {row['label_b']} {row['prob_b']:.0%}" if row["model_b"] else "—",
+            _fmt(row["spearman"]),
+            _fmt(row["top_iou"]),
+            f"{_fmt(row['deletion_auc_a'])} / {_fmt(row['random_auc_a'])}",
+            f"{_fmt(row['deletion_auc_b'])} / {_fmt(row['random_auc_b'])}",
+        )
+    console.print(table)
+    console.print("deletion AUC below random: the map points at pixels the prediction depends on.")
+
+
+def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
+    """Check the config, load the models, explain every image, write the four files."""
+    console = Console()
+    options = OmegaConf.to_container(cfg.method_options, resolve=True) or {}
+    assert isinstance(options, dict)
+    check_method(cfg.method, options)
+    images = list_images(_as_list(cfg.images), cfg.max_images)
+    backbone = cfg.backbone.name if cfg.get("backbone") else None
+    models = load_models(_as_list(cfg.models), backbone=backbone, device=cfg.device)
+    comparison = compare_models(
+        models,
+        images,
+        method=cfg.method,
+        target=cfg.target,
+        top_fraction=float(cfg.top_fraction),
+        deletion_steps=int(cfg.deletion_steps),
+        deletion_random=int(cfg.deletion_random),
+        method_options=options,
+        seed=int(cfg.seed),
+        progress=console.print,
+    )
+    for name, reason in comparison.skipped:
+        console.print(f"[yellow]skipped image[/yellow] {name}: {reason}")
+    if not comparison.images:
+        raise ConfigError(
+            f"images={cfg.images!s}: none of the {len(images)} files could be decoded."
+        )
+    for note in comparison.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    paths = write_outputs(comparison, out_dir, cmap=cfg.cmap, alpha=float(cfg.overlay_alpha))
+    print_agreement(comparison, console)
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")
+    return paths
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="saliency")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
+    run_saliency(cfg, out_dir)
+
+
+if __name__ == "__main__":
+    main()

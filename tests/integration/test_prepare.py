@@ -1,0 +1,195 @@
+"""prepare -> store on tiny raw datasets of every layout, bad images, the real AHE folder, the CLI."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from torch.utils.data import DataLoader
+
+from arttl.data import build
+from arttl.data.build import StoreSettings, prepare_dataset, store_is_current
+from arttl.data.sources import get_reader
+from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
+from tests.fixtures.bad_images import make_bad_image_zoo
+from tests.fixtures.raw_datasets import (
+    make_antwerp,
+    make_imagefolder,
+    make_pandora,
+    make_rijks_csv,
+    make_rijks_xml,
+    make_wikiart_lists,
+    make_wikiart_rasta,
+)
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SETTINGS = StoreSettings(shorter_side=None, quality=90, seed=0)
+
+
+def prepare(ds, store: Path, workers: int = 1, settings: StoreSettings = SETTINGS, force=False):
+    reader = functools.partial(get_reader(ds.source), **ds.options)
+    return prepare_dataset(
+        ds.source, ds.challenge, ds.root, reader, store, settings, workers, force, ds.options
+    )
+
+
+def read_store(store: Path) -> pd.DataFrame:
+    rows = []
+    for split in SPLITS:
+        with h5py.File(split_file(store, split), "r") as f:
+            names = [n.decode() for n in f["class_names"][()]]
+            for p, y in zip(f["paths"][()], f["labels"][()], strict=True):
+                rows.append((p.decode(), names[y], split))
+    return pd.DataFrame(rows, columns=["path", "label", "split"])
+
+
+BUILDERS = {
+    "imagefolder": make_imagefolder,
+    "rijks_csv": make_rijks_csv,
+    "rijks_xml": make_rijks_xml,
+    "antwerp": make_antwerp,
+    "pandora": make_pandora,
+    "wikiart_lists": make_wikiart_lists,
+    "wikiart_rasta": make_wikiart_rasta,
+}
+
+
+@pytest.mark.parametrize("layout", sorted(BUILDERS))
+def test_every_layout_prepares_a_consistent_store(tmp_path, layout):
+    ds = BUILDERS[layout](tmp_path)
+    summary = prepare(ds, tmp_path / "store")
+    store = tmp_path / "store"
+    got = read_store(store)
+    manifest = pd.read_csv(store / "splits.csv")
+    assert sorted(got["path"]) == sorted(manifest["path"])
+    merged = got.merge(manifest, on="path", suffixes=("", "_csv"))
+    assert (merged["label"] == merged["label_csv"]).all()
+    assert (merged["split"] == merged["split_csv"]).all()
+    assert got["path"].is_unique
+    assert sorted(got["label"].unique()) == ds.classes
+    for label in ds.classes:  # every kept class is in every split
+        assert set(got.loc[got["label"] == label, "split"]) == set(SPLITS)
+    assert len(got) == ds.n_rows
+    attrs = read_attrs(split_file(store, "train"))
+    assert attrs["challenge"] == ds.challenge and attrs["complete"]
+    assert attrs["arttl_version"] and attrs["config_hash"] and attrs["seed"] == 0
+    assert summary["counts"] == got["split"].value_counts().reindex(SPLITS).to_dict()
+
+
+def test_bad_images_are_rejected_with_reasons_and_the_rest_is_kept(tmp_path):
+    ds = make_imagefolder(tmp_path, n_per_class=10)
+    expected = make_bad_image_zoo(ds.root / "altar")
+    summary = prepare(ds, tmp_path / "store")
+    rejected = pd.read_csv(tmp_path / "store" / "rejected.csv")
+    by_name = {Path(p).name: r for p, r in zip(rejected["path"], rejected["reason"], strict=True)}
+    as_root = os.geteuid() == 0  # root reads chmod-000 files: that one is then a good image
+    checked = 0
+    for name, reason in expected.items():
+        path = ds.root / "altar" / name
+        if path.is_file() and not (as_root and reason.startswith("unreadable")):
+            assert name in by_name, f"{name} was not rejected"
+            assert reason in by_name[name]
+            checked += 1
+    assert checked >= 5
+    stored = read_store(tmp_path / "store")
+    assert not set(by_name) & {Path(p).name for p in stored["path"]}
+    assert len(stored) == ds.n_rows + (1 if as_root else 0)
+    assert len(summary["rejected"]) == len(rejected)
+
+
+def test_store_round_trip_with_two_workers(tmp_path):
+    ds = make_imagefolder(tmp_path, n_per_class=12)
+    prepare(ds, tmp_path / "store")
+    manifest = pd.read_csv(tmp_path / "store" / "splits.csv").set_index("path")
+    for split in SPLITS:
+        data = H5ImageDataset(split_file(tmp_path / "store", split), transform=np.asarray)
+        paths = data.paths()
+        loader = DataLoader(data, batch_size=4, num_workers=2)
+        labels = np.concatenate([y.numpy() for _, y in loader])
+        assert [data.class_names[y] for y in labels] == manifest.loc[paths, "label"].tolist()
+        assert (manifest.loc[paths, "split"] == split).all()
+        image, _ = data[0]
+        assert image.dtype == np.uint8 and image.shape[2] == 3
+
+
+def test_worker_count_does_not_change_the_store(tmp_path):
+    ds = make_imagefolder(tmp_path, n_per_class=10)
+    prepare(ds, tmp_path / "one", workers=1)
+    prepare(ds, tmp_path / "two", workers=2)
+    for split in SPLITS:
+        one = split_file(tmp_path / "one", split).read_bytes()
+        two = split_file(tmp_path / "two", split).read_bytes()
+        assert one == two
+
+
+def test_rerun_reuses_and_force_rebuilds(tmp_path):
+    ds = make_imagefolder(tmp_path)
+    store = tmp_path / "store"
+    assert prepare(ds, store)["reused"] is False
+    assert prepare(ds, store)["reused"] is True
+    assert prepare(ds, store, force=True)["reused"] is False
+    other = StoreSettings(shorter_side=None, quality=70, seed=0)
+    assert prepare(ds, store, settings=other)["reused"] is False
+
+
+def test_interrupted_prepare_leaves_no_store_that_looks_complete(tmp_path, monkeypatch):
+    ds = make_imagefolder(tmp_path)
+    store = tmp_path / "store"
+    real = build.write_split
+
+    def crash_on_test(path, *args, **kwargs):
+        if Path(path).name == "test.h5":
+            raise KeyboardInterrupt("killed")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(build, "write_split", crash_on_test)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(ds, store)
+    assert not store.exists()
+    monkeypatch.setattr(build, "write_split", real)
+    assert prepare(ds, store)["reused"] is False
+    assert store_is_current(store, read_attrs(split_file(store, "val"))["config_hash"])
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "arttl.prepare", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_prepares_and_reports_bad_input(tmp_path):
+    ds = make_imagefolder(tmp_path)
+    common = [f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"]
+    ok = run_cli("dataset=imagefolder", f"dataset.root={ds.root}", *common)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "data" / "prepared" / "imagefolder_class" / "train.h5").is_file()
+    missing = run_cli("dataset=imagefolder", f"dataset.root={tmp_path}/nope", *common)
+    assert missing.returncode == 2 and "dataset.root" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    challenge = run_cli(
+        "dataset=pandora18k", f"dataset.root={ds.root}", "dataset.challenge=x", *common
+    )
+    assert challenge.returncode == 2 and "movement" in challenge.stderr
+    unknown = run_cli("dataset=louvre", *common)
+    assert unknown.returncode != 0 and "imagefolder" in unknown.stderr
+
+
+@pytest.mark.skipif(not (SHARED / "ahe64" / "train_val").is_dir(), reason="shared data missing")
+def test_real_ahe_folder_prepares_every_image(tmp_path):
+    root = SHARED / "ahe64" / "train_val"
+    n_files = sum(1 for p in root.rglob("*") if p.is_file())
+    reader = get_reader("imagefolder")
+    summary = prepare_dataset(
+        "ahe64", "class", root, reader, tmp_path / "store", SETTINGS, num_workers=2
+    )
+    assert n_files == 10130
+    assert sum(summary["counts"].values()) + len(summary["rejected"]) == n_files
+    assert len(summary["rejected"]) == 0
+    assert summary["num_classes"] == 10

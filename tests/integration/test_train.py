@@ -1,0 +1,241 @@
+"""Training: every mode and experiment runs; what each mode freezes; transfer; determinism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from arttl.data import features as features_mod
+from arttl.errors import ConfigError
+from arttl.models.classifier import ArtClassifier
+from arttl.models.transfer import layer_groups
+from arttl.training import build_model, run_training
+from tests.fixtures.raw_datasets import (
+    make_antwerp,
+    make_imagefolder,
+    make_pandora,
+    make_rijks_csv,
+    make_wikiart_lists,
+)
+from tests.fixtures.training import compose_train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return make_imagefolder(tmp_path / "raw", n_per_class=10, classes=("a", "b", "c", "d"))
+
+
+def short(ds, *extra: str) -> list[str]:
+    return [
+        "dataset=imagefolder",
+        f"dataset.root={ds.root}",
+        "trainer.max_epochs=2",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("mode", ["off_the_shelf", "fine_tune", "partial", "scratch", "gradual"])
+def test_every_mode_fast_dev_run(tmp_path, folder, mode):
+    cfg = compose_train(tmp_path, *short(folder), f"mode={mode}", "trainer.fast_dev_run=true")
+    record = run_training(cfg, cfg.run_dir)
+    assert record["mode"] == mode and record["num_classes"] == 4
+    assert record["test"]["top1"] is not None and record["test"]["top5"] is None
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["test"]["top3"] == pytest.approx(record["test"]["top3"])
+
+
+def _transfer_ckpt(root: Path, num_classes: int = 3) -> Path:
+    model = ArtClassifier(
+        "test_resnet", num_classes, [f"r{i}" for i in range(num_classes)], image_size=64
+    )
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    path = root / "checkpoints" / "rijks_type" / "test_resnet-fine_tune.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+EXPERIMENTS = {
+    "rijks_material": lambda t: make_rijks_csv(t, challenge="material"),
+    "rijks_type": lambda t: make_rijks_csv(t, challenge="type"),
+    "rijks_artist": lambda t: make_rijks_csv(t, challenge="artist"),
+    "antwerp_type": lambda t: make_antwerp(t, challenge="type"),
+    "antwerp_artist": lambda t: make_antwerp(t, challenge="artist"),
+    "antwerp_type_from_rijks": lambda t: make_antwerp(t, challenge="type"),
+    "antwerp_artist_from_rijks": lambda t: make_antwerp(t, challenge="artist"),
+    "pandora18k": lambda t: make_pandora(t),
+    "wikiart_style": lambda t: make_wikiart_lists(t),
+    "demo": None,
+}
+
+
+def test_every_experiment_preset_is_listed():
+    presets = {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
+    assert presets == set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_experiment_fast_dev_run(tmp_path, experiment):
+    overrides = [f"+experiment={experiment}", "backbone=test_resnet", "trainer.fast_dev_run=true"]
+    builder = EXPERIMENTS[experiment]
+    if builder is not None:
+        ds = builder(tmp_path / "raw")
+        overrides.append(f"dataset.root={ds.root}")
+        overrides += [f"++dataset.reader.{k}={_hydra_value(v)}" for k, v in ds.options.items()]
+    else:
+        overrides.append(f"dataset.root={REPO / 'data' / 'demo' / 'images'}")
+    if experiment.endswith("_from_rijks"):
+        _transfer_ckpt(tmp_path)
+        overrides.append("source_experiment=rijks_type")
+    cfg = compose_train(tmp_path, *overrides)
+    record = run_training(cfg, cfg.run_dir)
+    assert record["experiment"] == experiment
+    assert record["challenge"] == cfg.dataset.challenge
+    assert record["val"]["loss"] is not None
+
+
+def _hydra_value(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    return "'" + str(value) + "'"
+
+
+def _backbone_state(model: ArtClassifier) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
+
+
+def test_off_the_shelf_freezes_backbone_and_extracts_features_once(tmp_path, folder, monkeypatch):
+    calls = []
+    real = features_mod.extract
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features_mod, "extract", counting)
+    overrides = short(folder, "mode=off_the_shelf", "backbone.weights=none")
+    cfg = compose_train(tmp_path, *overrides)
+    L.seed_everything(cfg.seed)  # the same initial weights as the run builds
+    model = build_model(cfg, ["a", "b", "c", "d"], "x")
+    before = _backbone_state(model)
+    first = run_training(cfg, cfg.run_dir)
+    assert len(calls) == 3  # train, val, test
+    ckpt = ArtClassifier.from_checkpoint(first["checkpoint"])
+    after = ckpt.backbone.state_dict()
+    for name, tensor in before.items():  # weights and BatchNorm running stats alike
+        assert torch.equal(tensor, after[name]), name
+    assert not torch.equal(ckpt.head.weight, model.head.weight)
+    cfg2 = compose_train(tmp_path, *overrides, "run_dir=" + str(tmp_path / "run2"))
+    second = run_training(cfg2, cfg2.run_dir)
+    assert len(calls) == 3  # every split came from the cache
+    assert second["test"] == first["test"]
+
+
+def test_partial_changes_only_the_top_groups(tmp_path, folder):
+    cfg = compose_train(tmp_path, *short(folder, "mode=partial", "mode.partial_fraction=0.4"))
+    L.seed_everything(cfg.seed)
+    model = build_model(cfg, ["a", "b", "c", "d"], "x")
+    before = {k: v.detach().clone() for k, v in model.backbone.named_parameters()}
+    groups = layer_groups(model.backbone)
+    n_top = round(len(groups) * 0.4)
+    top = {n for g in groups[-n_top:] for n in g}
+    record = run_training(cfg, cfg.run_dir)
+    after = dict(ArtClassifier.from_checkpoint(record["checkpoint"]).backbone.named_parameters())
+    changed = {n for n, t in before.items() if not torch.equal(t, after[n])}
+    assert changed and changed <= top
+    assert set(model.trainable) == top
+
+
+def test_checkpoint_transfer_loads_backbone_bit_identically(tmp_path):
+    ckpt = _transfer_ckpt(tmp_path, num_classes=3)
+    source = ArtClassifier.from_checkpoint(ckpt)
+    target = ArtClassifier("test_resnet", 5, list("abcde"), weights=str(ckpt), image_size=64)
+    for name, tensor in source.backbone.state_dict().items():
+        assert torch.equal(tensor, target.backbone.state_dict()[name]), name
+    assert target.head.out_features == 5 and source.head.out_features == 3
+    with pytest.raises(ConfigError, match="test_resnet"):
+        ArtClassifier("test_efficientnet", 5, list("abcde"), weights=str(ckpt), image_size=64)
+
+
+def test_missing_source_checkpoint_names_the_command(tmp_path):
+    ds = make_antwerp(tmp_path / "raw")
+    cfg = compose_train(tmp_path, "+experiment=antwerp_type_from_rijks", f"dataset.root={ds.root}")
+    with pytest.raises(ConfigError, match=r"arttl.train \+experiment=rijks_type"):
+        run_training(cfg, cfg.run_dir)
+
+
+def test_same_seed_same_metrics(tmp_path, folder):
+    results = []
+    for i in range(2):
+        cfg = compose_train(
+            tmp_path, *short(folder), "trainer.max_epochs=2", f"run_dir={tmp_path}/run{i}"
+        )
+        results.append(run_training(cfg, cfg.run_dir))
+    assert results[0]["val"] == results[1]["val"]
+    assert results[0]["test"] == results[1]["test"]
+
+
+def test_bad_choices_fail_before_training(tmp_path, folder):
+    cfg = compose_train(tmp_path, *short(folder), "backbone.name=resnet5O")
+    with pytest.raises(ConfigError, match="resnet50"):
+        run_training(cfg, cfg.run_dir)
+    cfg = compose_train(tmp_path, *short(folder), "mode=partial", "mode.partial_fraction=1.5")
+    with pytest.raises(ConfigError, match="partial_fraction"):
+        run_training(cfg, cfg.run_dir)
+
+
+def test_store_of_another_challenge_is_refused(tmp_path):
+    ds = make_pandora(tmp_path / "raw")
+    base = ["dataset=pandora18k", f"dataset.root={ds.root}", "store.dir=" + str(tmp_path / "s")]
+    run_training(
+        *(lambda c: (c, c.run_dir))(compose_train(tmp_path, *base, "trainer.fast_dev_run=true"))
+    )
+    cfg = compose_train(tmp_path, *base, "dataset.challenge=artist")
+    with pytest.raises(ConfigError, match="prepared for challenge 'movement'"):
+        run_training(cfg, cfg.run_dir)
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path, folder):
+    from arttl.errors import TrainingDiverged
+
+    cfg = compose_train(tmp_path, *short(folder), "mode.optimizer.lr=1e30")
+    with pytest.raises(TrainingDiverged, match="optimizer.lr"):
+        run_training(cfg, cfg.run_dir)
+
+
+def test_multirun_2x2_writes_four_results(tmp_path, folder):
+    cmd = [
+        sys.executable,
+        "-m",
+        "arttl.train",
+        "-m",
+        *short(folder),
+        "trainer.fast_dev_run=true",
+        "backbone=test_resnet",
+        "backbone.name=test_resnet,test_efficientnet",
+        "mode=fine_tune,off_the_shelf",
+        "trainer.accelerator=cpu",
+        "callbacks.progress=null",
+        "data.num_workers=0",
+        f"paths.root_dir={tmp_path}",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = sorted((tmp_path / "multirun").rglob("results.json"))
+    assert len(results) == 4
+    combos = {
+        (json.loads(p.read_text())["backbone"], json.loads(p.read_text())["mode"]) for p in results
+    }
+    assert combos == {
+        (b, m) for b in ("test_resnet", "test_efficientnet") for m in ("fine_tune", "off_the_shelf")
+    }
