@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> float:
         cfg.ckpt,
         out_dir=Path(cfg.out_dir or HydraConfig.get().runtime.output_dir),
         split=cfg.split,
-        store=cfg.store,
+        store=cfg.store.dir,
         top_n=int(cfg.top_n),
         mistakes=int(cfg.mistakes),
         batch_size=int(cfg.batch_size),

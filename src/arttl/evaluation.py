@@ -65,9 +65,9 @@ def resolve_split_file(model: ArtClassifier, store: str | Path | None, split: st
     names = read_class_names(path)
     if names != model.class_names:
         raise ConfigError(
-            f"store file {str(path)!r} has classes {names[:5]}... ({len(names)}) but the checkpoint "
-            f"was trained on {model.class_names[:5]}... ({len(model.class_names)}); pass the store "
-            "the checkpoint was trained on (store=...)."
+            f"store file {str(path)!r} has classes {names[:5]}... ({len(names)}) but the "
+            f"checkpoint was trained on {model.class_names[:5]}... ({len(model.class_names)}); "
+            "pass the store the checkpoint was trained on (store=...)."
         )
     return path
 
@@ -202,7 +202,7 @@ def plot_mistakes(
             fontsize=9,
         )
     fig.suptitle("Most confident mistakes")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     _save(fig, path)
 
 
@@ -219,7 +219,7 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
 def predictions_table(
     probs: torch.Tensor, labels: torch.Tensor, paths: list[str], class_names: list[str]
 ) -> pd.DataFrame:
-    """One row per image: path, true label, the top ranks (label_r, prob_r), prob of the true class."""
+    """One row per image: path, true label, top ranks (label_r, prob_r), prob of the true class."""
     k = min(TOP_K_SAVED, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)
     names = np.array(class_names, dtype=object)

@@ -38,13 +38,14 @@ def _fmt(value: Any) -> str:
 
 def print_agreement(comparison: Comparison, console: Console) -> None:
     df: pd.DataFrame = comparison.agreement
-    table = Table(
-        title=f"{comparison.method}: agreement between models (top {comparison.top_fraction:.0%})"
-    )
-    for col in ("image", "model_a", "model_b", "spearman", "top_iou"):
-        table.add_column(col, justify="right" if col in ("spearman", "top_iou") else "left")
-    table.add_column("deletion AUC a / random", justify="right")
-    table.add_column("deletion AUC b / random", justify="right")
+    table = Table(title=f"{comparison.method}: agreement between models")
+    table.add_column("image")
+    table.add_column("model a: top-1")
+    table.add_column("model b: top-1")
+    table.add_column("spearman", justify="right")
+    table.add_column(f"IoU top {comparison.top_fraction:.0%}", justify="right")
+    table.add_column("deletion AUC a (random)", justify="right")
+    table.add_column("deletion AUC b (random)", justify="right")
     for row in df.to_dict("records"):
         table.add_row(
             row["image"],
@@ -52,18 +53,21 @@ def print_agreement(comparison: Comparison, console: Console) -> None:
             f"{row['model_b']}: {row['label_b']} {row['prob_b']:.0%}" if row["model_b"] else "—",
             _fmt(row["spearman"]),
             _fmt(row["top_iou"]),
-            f"{_fmt(row['deletion_auc_a'])} / {_fmt(row['random_auc_a'])}",
-            f"{_fmt(row['deletion_auc_b'])} / {_fmt(row['random_auc_b'])}",
+            f"{_fmt(row['deletion_auc_a'])} ({_fmt(row['random_auc_a'])})",
+            f"{_fmt(row['deletion_auc_b'])} ({_fmt(row['random_auc_b'])})",
         )
     console.print(table)
-    console.print("deletion AUC below random: the map points at pixels the prediction depends on.")
+    console.print(
+        "A deletion AUC below its random one: the map points at pixels the prediction uses."
+    )
 
 
 def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
     """Check the config, load the models, explain every image, write the four files."""
     console = Console()
-    options = OmegaConf.to_container(cfg.method_options, resolve=True) or {}
-    assert isinstance(options, dict)
+    options = OmegaConf.to_container(cfg.method_options, resolve=True) if cfg.method_options else {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"method_options={options!r} must be a mapping, e.g. {{n_steps: 64}}.")
     check_method(cfg.method, options)
     images = list_images(_as_list(cfg.images), cfg.max_images)
     backbone = cfg.backbone.name if cfg.get("backbone") else None
@@ -80,16 +84,18 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
         seed=int(cfg.seed),
         progress=console.print,
     )
-    for name, reason in comparison.skipped:
-        console.print(f"[yellow]skipped image[/yellow] {name}: {reason}")
     if not comparison.images:
         raise ConfigError(
-            f"images={cfg.images!s}: none of the {len(images)} files could be decoded."
+            f"images={cfg.images!s}: none of the {len(images)} files could be decoded "
+            f"({'; '.join(f'{n}: {r}' for n, r in comparison.skipped)})."
         )
     for note in comparison.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     paths = write_outputs(comparison, out_dir, cmap=cfg.cmap, alpha=float(cfg.overlay_alpha))
     print_agreement(comparison, console)
+    if comparison.skipped:
+        listed = "; ".join(f"{n} ({r})" for n, r in comparison.skipped)
+        console.print(f"[yellow]skipped {len(comparison.skipped)} image(s):[/yellow] {listed}")
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")
     return paths

@@ -208,7 +208,7 @@ def test_divergence_stops_with_a_clear_error(tmp_path, folder):
     from arttl.errors import TrainingDiverged
 
     cfg = compose_train(tmp_path, *short(folder), "mode.optimizer.lr=1e30")
-    with pytest.raises(TrainingDiverged, match="optimizer.lr"):
+    with pytest.raises(TrainingDiverged, match=r"optimizer\.lr"):
         run_training(cfg, cfg.run_dir)
 
 

@@ -64,5 +64,5 @@ def test_given_splits_are_kept_and_test_carved_from_train():
 
 
 def test_bad_fractions_rejected():
-    with pytest.raises(ConfigError, match="store.fractions"):
+    with pytest.raises(ConfigError, match=r"store\.fractions"):
         assign_splits(table({"a": 10}), fractions=(0.8, 0.3, 0.1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from arttl.atomic import atomic_path
@@ -57,8 +58,11 @@ def comparison_figure(
             ax = axes[row, col]
             shown = display_scale(res.map)
             if overlay:
+                # Opacity follows saliency, so the artwork stays visible where the map is low.
+                rgba = colormaps[cmap](shown)
+                rgba[..., 3] = alpha * np.sqrt(shown)
                 ax.imshow(img.image)
-                ax.imshow(shown, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0)
+                ax.imshow(rgba)
             else:
                 ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
             ax.set_title(f"{_short(res.model)}\n{_short(res.label)} ({res.probability:.0%})",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -69,6 +70,8 @@ class FeatureStage:
     num_chs: int | None
     reduction: int | None
 
+
+log = logging.getLogger(__name__)
 
 # A method gets the model (already in attribution mode), the (1, 3, H, W) input, the target
 # index and its options, and returns a (H, W) tensor.
@@ -299,6 +302,13 @@ def _gradcam(
         for h in handles:
             h.remove()
     _spatial(outputs[stage.name], stage, "gradcam")
+    if not bool((attr > 0).any()):
+        log.warning(
+            "gradcam: no positive evidence for class %d in layer %r, so the map is all zero "
+            "(common for untrained networks; try target=, another layer, or another method).",
+            target,
+            stage.name,
+        )
     up = F.interpolate(attr.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)
     return up[0, 0]
 

@@ -52,6 +52,21 @@ class ExplainedModel:
     backbone: str
     _transform: Callable | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_classifier(
+        cls, model: nn.Module, name: str | None = None, spec: str = "<in memory>"
+    ) -> ExplainedModel:
+        """Wrap an ``ArtClassifier`` already in memory (e.g. right after training)."""
+        hparams = model.hparams
+        return cls(
+            name=name or f"{hparams['backbone']}-{hparams['mode']}",
+            module=model.eval(),
+            data_config=dict(hparams["data_config"]),
+            class_names=list(hparams["class_names"]),
+            spec=spec,
+            backbone=str(hparams["backbone"]),
+        )
+
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
@@ -138,6 +153,13 @@ def _imagenet_class_names(model: nn.Module) -> list[str]:
     return list(ImageNetInfo(subset).label_descriptions())
 
 
+def _check_arch(spec: str, arch: str) -> None:
+    try:
+        check_backbone_name(arch)
+    except ConfigError as err:
+        raise ConfigError(f"models: {spec!r}: {err}") from err
+
+
 def _timm_with_classifier(backbone: str, weights_file: Path, spec: str) -> nn.Module:
     try:
         return timm.create_model(
@@ -189,7 +211,7 @@ def load_model(
                 "imagenet:vgg19), set backbone=<name>, or list an arttl checkpoint whose "
                 "backbone it should take."
             )
-        check_backbone_name(arch)
+        _check_arch(spec, arch)
         cached = _cached_imagenet(arch)
         if cached is None:
             raise ConfigError(
@@ -207,15 +229,16 @@ def load_model(
 
         if not path.is_file():
             raise ConfigError(f"models: {spec!r}: checkpoint not found.")
-        model = ArtClassifier.from_checkpoint(path, map_location=str(device)).to(device).eval()
-        return ExplainedModel(
-            name=name or path.stem,
-            module=model,
-            data_config=model.data_config,
-            class_names=model.class_names,
-            spec=spec,
-            backbone=str(model.hparams["backbone"]),
-        )
+        try:
+            model = ArtClassifier.from_checkpoint(path, map_location=str(device)).to(device)
+        except ConfigError:
+            raise
+        except Exception as err:  # truncated or foreign files fail deep inside torch.load
+            raise ConfigError(
+                f"models: {spec!r} is not a readable arttl checkpoint ({type(err).__name__}: "
+                f"{str(err)[:200]})."
+            ) from err
+        return ExplainedModel.from_classifier(model, name=name or path.stem, spec=spec)
     if path_str.endswith(WEIGHT_FILE_SUFFIXES):
         arch = prefix or backbone
         if not path.is_file():
@@ -225,7 +248,7 @@ def load_model(
                 f"models: {spec!r}: say which architecture the weights are for: "
                 f"<timm name>:{path_str} or backbone=<name>."
             )
-        check_backbone_name(arch)
+        _check_arch(spec, arch)
         return _from_timm(spec, arch, path, device, name or f"{arch}:{path.stem}")
     hint = " (no such file)" if not path.exists() else ""
     raise ConfigError(

@@ -1,0 +1,54 @@
+"""`python -m arttl.export ckpt=<file> format=onnx|torchscript`: a standalone model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from arttl.cli import user_errors
+from arttl.config import CONF_DIR
+from arttl.errors import ConfigError
+from arttl.exporting import FORMATS, SUFFIXES, export_checkpoint
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
+        raise ConfigError("ckpt= is required: python -m arttl.export ckpt=<file.ckpt> format=onnx.")
+    fmt = str(cfg.format)
+    if fmt not in FORMATS:
+        from arttl.errors import choice_error
+
+        raise choice_error("format", fmt, FORMATS)
+    out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / (
+        Path(cfg.ckpt).stem + SUFFIXES[fmt]
+    )
+    result = export_checkpoint(
+        cfg.ckpt,
+        fmt,
+        out,
+        include_normalization=bool(cfg.include_normalization),
+        opset=cfg.opset,
+        verify=bool(cfg.verify),
+        atol=float(cfg.atol),
+        rtol=float(cfg.rtol),
+    )
+    check = (
+        "not checked (install onnxruntime to check)"
+        if result.max_abs_diff is None
+        else f"matches the checkpoint (max |diff| {result.max_abs_diff:.2e})"
+    )
+    if not cfg.verify:
+        check = "not checked (verify=false)"
+    Console().print(
+        f"{result.path}: {check}\n{result.sidecar}: class names and preprocessing", highlight=False
+    )
+
+
+if __name__ == "__main__":
+    main()

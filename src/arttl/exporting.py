@@ -1,0 +1,207 @@
+"""A checkpoint as a standalone ONNX or TorchScript model, checked against the checkpoint.
+
+The exported network is ``backbone + head`` as a plain ``nn.Module`` (no Lightning), taking a
+float32 (B, 3, H, W) batch already normalised with the data config's mean/std, exactly like
+``ArtClassifier.forward``, and returning logits. With ``include_normalization`` it takes uint8
+RGB (0..255) instead and normalises inside, for runtimes where preprocessing is awkward.
+Either way a sidecar JSON carries class names, mean/std, input size and resize/crop settings:
+the exported file alone does not know what its outputs mean.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import arttl
+from arttl.atomic import atomic_path, write_json_atomic
+from arttl.errors import ConfigError, choice_error
+from arttl.models.classifier import ArtClassifier
+from arttl.prediction import load_classifier
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+INPUT_NAME, OUTPUT_NAME = "x", "logits"
+
+
+class InferenceNet(nn.Module):
+    """The classifier without Lightning: (normalised float | uint8) images -> logits."""
+
+    def __init__(self, model: ArtClassifier, include_normalization: bool = False) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = model.head
+        self.include_normalization = include_normalization
+        # The classifier keeps mean/std scaled to 0..255, so uint8 input needs no /255 first.
+        self.register_buffer("mean", model.mean.detach().clone())
+        self.register_buffer("std", model.std.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.include_normalization:
+            x = (x.float() - self.mean) / self.std
+        return self.head(self.backbone(x))
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    sidecar: Path
+    max_abs_diff: float | None  # None when the runtime to check with is not installed
+
+
+def example_input(model: ArtClassifier, batch: int, include_normalization: bool) -> torch.Tensor:
+    _, h, w = model.data_config["input_size"]
+    gen = torch.Generator().manual_seed(batch)
+    if include_normalization:
+        return torch.randint(0, 256, (batch, 3, h, w), dtype=torch.uint8, generator=gen)
+    return torch.randn(batch, 3, h, w, generator=gen)
+
+
+def _reference(model: ArtClassifier, x: torch.Tensor) -> torch.Tensor:
+    """What the checkpoint itself answers for ``x``."""
+    with torch.inference_mode():
+        return model.logits(x) if x.dtype == torch.uint8 else model(x)
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        # torch.jit is deprecated upstream but still the format many C++/mobile runtimes load.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=Warning)
+        traced = torch.jit.trace(net, example)
+    with atomic_path(path) as tmp:
+        torch.jit.save(traced, str(tmp))
+
+
+def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"format=onnx needs the {' and '.join(missing)} package(s): "
+            f"pip install {' '.join(missing)} (or use format=torchscript)."
+        )
+    batch = torch.export.Dim("batch", min=1)
+    logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # per-pass INFO lines are noise here
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {0: batch}},
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,  # one file (< 2 GB): a separate .data file would miss the rename
+            verbose=False,
+        )
+
+
+def run_exported(path: Path, fmt: str, x: torch.Tensor) -> torch.Tensor | None:
+    """Logits from the exported file (None for ONNX when onnxruntime is not installed)."""
+    if fmt == "torchscript":
+        loaded = torch.jit.load(str(path), map_location="cpu")
+        with torch.inference_mode():
+            return loaded(x)
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+
+
+def sidecar_record(
+    model: ArtClassifier, fmt: str, path: Path, include_normalization: bool, ckpt: str
+) -> dict[str, Any]:
+    dc = model.data_config
+    _, h, w = dc["input_size"]
+    hp = model.hparams
+    return {
+        "format": fmt,
+        "file": path.name,
+        "checkpoint": str(ckpt),
+        "backbone": hp["backbone"],
+        "mode": hp["mode"],
+        "class_names": model.class_names,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", 3, int(h), int(w)],
+            "dtype": "uint8" if include_normalization else "float32",
+            "layout": "NCHW, RGB",
+            "normalized_inside": include_normalization,
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(model.class_names)],
+            "note": "logits; softmax over the last axis gives probabilities",
+        },
+        "preprocessing": (
+            f"decode to RGB; resize the shorter side to floor({h} / crop_pct) with "
+            f"{dc.get('interpolation')} interpolation; crop {h}x{w} "
+            f"(crop_mode {dc.get('crop_mode') or 'center'})"
+            + (
+                "; pass uint8 0..255"
+                if include_normalization
+                else "; scale to 0..1; subtract mean and divide by std (per channel)"
+            )
+        ),
+        "mean": [float(v) for v in dc["mean"]],
+        "std": [float(v) for v in dc["std"]],
+        "data_config": dc,
+        "versions": {"arttl": arttl.__version__, "torch": torch.__version__},
+    }
+
+
+def export_checkpoint(
+    ckpt: str | Path,
+    fmt: str,
+    out: str | Path,
+    include_normalization: bool = False,
+    opset: int | None = None,
+    verify: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> ExportResult:
+    """Write ``out`` (the model) and ``out`` with ``.json`` (its sidecar); check the outputs.
+
+    The check runs the exported file on a batch of another size than the tracing example
+    (so a batch dimension frozen by the exporter is caught too) and compares with the
+    checkpoint's own logits.
+    """
+    if fmt not in FORMATS:
+        raise choice_error("format", fmt, FORMATS)
+    out = Path(out)
+    if out.suffix == "":
+        out = out.with_suffix(SUFFIXES[fmt])
+    model = load_classifier(ckpt, "cpu")
+    net = InferenceNet(model, include_normalization).eval()
+    example = example_input(model, 2, include_normalization)
+    if fmt == "torchscript":
+        _export_torchscript(net, example, out)
+    else:
+        _export_onnx(net, example, out, opset)
+    diff = None
+    if verify:
+        x = example_input(model, 3, include_normalization)
+        got = run_exported(out, fmt, x)
+        if got is not None:
+            ref = _reference(model, x)
+            diff = float((got - ref).abs().max())
+            if got.shape != ref.shape or not torch.allclose(got, ref, atol=atol, rtol=rtol):
+                out.unlink(missing_ok=True)
+                raise ConfigError(
+                    f"the exported {fmt} model differs from the checkpoint by up to {diff:.3g} "
+                    f"(atol={atol}, rtol={rtol}); it was removed. Try the other format, or "
+                    "raise atol= if this is expected float noise."
+                )
+    record = sidecar_record(model, fmt, out, include_normalization, str(ckpt))
+    record["max_abs_diff"] = diff
+    sidecar = write_json_atomic(out.with_suffix(out.suffix + ".json"), record)
+    return ExportResult(out, sidecar, diff)

@@ -1,0 +1,140 @@
+"""`python -m arttl.saliency` on the paper's Rijksmuseum figures with two real checkpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
+
+from arttl.config import CONF_DIR
+from arttl.errors import ConfigError
+from arttl.models.classifier import ArtClassifier
+from arttl.saliency import run_saliency
+
+RIJKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rijks_figures"
+CLASSES = ["etching", "painting", "drawing"]
+
+
+def train_tiny_checkpoint(path: Path, seed: int) -> Path:
+    """What `arttl.train` leaves behind, in miniature: one epoch of test_resnet at 64 px."""
+    L.seed_everything(seed)
+    model = ArtClassifier("test_resnet", num_classes=3, class_names=CLASSES, image_size=64)
+    x = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, DataLoader(TensorDataset(x, torch.arange(8) % 3), batch_size=4))
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not RIJKS.is_dir():
+        pytest.skip(f"{RIJKS} not found (shared data lives beside the repository)")
+    root = tmp_path_factory.mktemp("saliency")
+    train_tiny_checkpoint(root / "theta.ckpt", seed=0)
+    train_tiny_checkpoint(root / "theta_hat.ckpt", seed=1)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off after the header")
+    (root / "hf").mkdir()  # an empty Hugging Face cache: nothing may be downloaded
+    return root
+
+
+def _run(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_CACHE": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "arttl.saliency", *args, f"hydra.run.dir={root}/hydra"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
+    out = workdir / "out"
+    proc = _run(
+        [
+            f"images=[{RIJKS},{workdir / 'broken.jpg'}]",
+            f"models=[{workdir / 'theta.ckpt'},{workdir / 'theta_hat.ckpt'}]",
+            "method=visual_backprop",
+            "deletion_steps=4",
+            "deletion_random=2",
+            f"out_dir={out}",
+        ],
+        workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = " ".join(proc.stdout.split())  # rich wraps long lines
+    assert "broken.jpg" in text and "skipped" in text
+    assert "spearman" in text and "artist_1.jpg" in text
+
+    with Image.open(out / "saliency_visual_backprop.png") as fig:
+        assert fig.size[0] > 400 and fig.size[1] > 400  # 3 rows x 3 columns
+        assert np.asarray(fig.convert("L")).std() > 10
+    with Image.open(out / "saliency_visual_backprop_raw.png") as raw:
+        assert raw.size == fig.size
+
+    maps = np.load(out / "saliency_visual_backprop.npz")
+    assert list(maps["image_names"]) == ["artist_1.jpg", "artist_2.jpg", "artist_3.jpg"]
+    assert list(maps["model_names"]) == ["theta", "theta_hat"]
+    assert maps["maps"].shape == (3, 2, 64, 64) and np.isfinite(maps["maps"]).all()
+    assert all(np.ptp(m) > 0 for m in maps["maps"].reshape(6, -1))
+    assert set(maps["labels"].ravel()) <= set(CLASSES)
+
+    csv = pd.read_csv(out / "agreement_visual_backprop.csv")
+    assert list(csv.image) == ["artist_1.jpg", "artist_2.jpg", "artist_3.jpg"]
+    assert (csv.model_a == "theta").all() and (csv.model_b == "theta_hat").all()
+    assert csv.spearman.between(-1, 1).all() and csv.top_iou.between(0, 1).all()
+    assert csv.prob_a.between(0, 1).all() and csv.deletion_auc_b.between(0, 1).all()
+
+
+def test_imagenet_without_cached_weights_exits_with_a_message(workdir: Path) -> None:
+    proc = _run([f"images={RIJKS}", f"models=[imagenet,{workdir / 'theta_hat.ckpt'}]"], workdir)
+    assert proc.returncode == 2
+    assert "error: models: 'imagenet': no ImageNet weights for 'test_resnet'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="saliency", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method=gradcamm"], r"method='gradcamm'.*did you mean gradcam"),
+        (["method_options={layer: layer9}", "method=gradcam"], r"layer='layer9'"),
+        (["models=[/nowhere/run.ckpt]"], r"'/nowhere/run.ckpt': checkpoint not found"),
+        (["images=null"], r"images is not set"),
+        (["images=/nowhere"], r"images='/nowhere': no such file or folder"),
+    ],
+)
+def test_bad_config_is_a_clear_error(workdir: Path, overrides: list[str], message: str) -> None:
+    base = [f"images={RIJKS}", f"models=[{workdir / 'theta.ckpt'}]", "deletion_steps=0"]
+    cfg = _cfg(base + overrides)
+    with pytest.raises(ConfigError, match=message):
+        run_saliency(cfg, workdir / "bad")
+    assert not (workdir / "bad").exists()  # nothing half-written
+
+
+def test_every_image_broken_is_an_error(workdir: Path) -> None:
+    cfg = _cfg([f"images={workdir / 'broken.jpg'}", f"models=[{workdir / 'theta.ckpt'}]"])
+    with pytest.raises(ConfigError, match=r"none of the 1 files could be decoded.*broken\.jpg"):
+        run_saliency(cfg, workdir / "bad")
