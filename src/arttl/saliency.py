@@ -37,24 +37,25 @@ def _fmt(value: Any) -> str:
 
 
 def print_agreement(comparison: Comparison, console: Console) -> None:
+    """The numbers per image and pair of models (top-1 labels are in the figure and the CSV)."""
     df: pd.DataFrame = comparison.agreement
     table = Table(title=f"{comparison.method}: agreement between models")
-    table.add_column("image")
-    table.add_column("model a: top-1")
-    table.add_column("model b: top-1")
+    table.add_column("image", no_wrap=True)
+    table.add_column("model a")
+    table.add_column("model b")
     table.add_column("spearman", justify="right")
     table.add_column(f"IoU top {comparison.top_fraction:.0%}", justify="right")
-    table.add_column("deletion AUC a (random)", justify="right")
-    table.add_column("deletion AUC b (random)", justify="right")
+    table.add_column("deletion AUC a / random", justify="right")
+    table.add_column("deletion AUC b / random", justify="right")
     for row in df.to_dict("records"):
         table.add_row(
             row["image"],
-            f"{row['model_a']}: {row['label_a']} {row['prob_a']:.0%}",
-            f"{row['model_b']}: {row['label_b']} {row['prob_b']:.0%}" if row["model_b"] else "—",
+            row["model_a"],
+            row["model_b"] or "—",
             _fmt(row["spearman"]),
             _fmt(row["top_iou"]),
-            f"{_fmt(row['deletion_auc_a'])} ({_fmt(row['random_auc_a'])})",
-            f"{_fmt(row['deletion_auc_b'])} ({_fmt(row['random_auc_b'])})",
+            f"{_fmt(row['deletion_auc_a'])} / {_fmt(row['random_auc_a'])}",
+            f"{_fmt(row['deletion_auc_b'])} / {_fmt(row['random_auc_b'])}",
         )
     console.print(table)
     console.print(

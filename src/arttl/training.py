@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import BackboneFinetuning, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 import arttl
@@ -24,7 +24,7 @@ from arttl.data.summary import print_store_summary
 from arttl.errors import ConfigError
 from arttl.models.backbone import check_backbone_name
 from arttl.models.classifier import TOP_KS, ArtClassifier
-from arttl.models.transfer import check_mode
+from arttl.models.transfer import HeadFirstFinetuning, check_mode
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -87,7 +87,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     if cfg.mode.name == "gradual":
         callbacks.append(
-            BackboneFinetuning(
+            HeadFirstFinetuning(
                 unfreeze_backbone_at_epoch=int(cfg.mode.unfreeze_at_epoch),
                 backbone_initial_ratio_lr=float(cfg.mode.get("backbone_lr_ratio", 0.1)),
             )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants
 import lightning as L
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.models.classifier import ArtClassifier
 from arttl.saliency import run_saliency
+from tests.unit.test_explain_models import fake_imagenet_cache
 
 RIJKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rijks_figures"
 CLASSES = ["etching", "painting", "drawing"]
@@ -109,6 +111,28 @@ def test_imagenet_without_cached_weights_exits_with_a_message(workdir: Path) -> 
     assert proc.returncode == 2
     assert "error: models: 'imagenet': no ImageNet weights for 'test_resnet'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_imagenet_versus_checkpoint_in_process(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """θ vs θ̂: a bare `imagenet` takes the checkpoint's backbone (160 px ImageNet config) and is
+    compared with the 64-px art checkpoint on one grid; weights come from a local HF cache."""
+    fake_imagenet_cache(tmp_path / "hf")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    cfg = _cfg(
+        [
+            f"images={RIJKS / 'artist_2.jpg'}",
+            f"models=[imagenet,{workdir / 'theta_hat.ckpt'}]",
+            "method=gradcam",
+            "deletion_steps=2",
+            "deletion_random=1",
+        ]
+    )
+    paths = run_saliency(cfg, tmp_path / "out")
+    csv = pd.read_csv(paths["agreement"])
+    assert list(csv.model_a) == ["imagenet:test_resnet"] and list(csv.model_b) == ["theta_hat"]
+    assert np.load(paths["maps"])["maps"].shape == (1, 2, 160, 160)
 
 
 def _cfg(overrides: list[str]):

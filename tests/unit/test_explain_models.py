@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from arttl.errors import ConfigError
-from arttl.explain.models import ExplainedModel, load_model, load_models
+from arttl.explain.models import ExplainedModel, load_model, load_models, resolve_device
 from arttl.models.classifier import ArtClassifier
 
 CLASSES = ["altar", "apse", "vault"]
@@ -48,6 +48,17 @@ def _imagenet_weights(path: Path) -> Path:
     return path
 
 
+def fake_imagenet_cache(cache: Path) -> Path:
+    """A Hugging Face cache laid out as a real download of timm/test_resnet.r160_in1k leaves it
+    (random weights with the 1000-class ImageNet head), so `imagenet` loads with no network."""
+    repo = cache / "models--timm--test_resnet.r160_in1k"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    return _imagenet_weights(snapshot / "model.safetensors")
+
+
 def test_checkpoint_spec(ckpt: Path) -> None:
     m = load_model(str(ckpt))
     assert isinstance(m.module, ArtClassifier) and not m.module.training
@@ -73,12 +84,7 @@ def test_imagenet_without_cached_weights_is_a_clear_error(ckpt: Path, empty_hf_c
 
 
 def test_imagenet_from_the_local_cache(empty_hf_cache: Path) -> None:
-    repo = empty_hf_cache / "models--timm--test_resnet.r160_in1k"
-    snapshot = repo / "snapshots" / "abc123"
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("abc123")
-    _imagenet_weights(snapshot / "model.safetensors")
+    fake_imagenet_cache(empty_hf_cache)
     m = load_models(["imagenet"], backbone="test_resnet")[0]
     assert m.name == "imagenet:test_resnet" and len(m.class_names) == 1000
     assert m.label(0) == "tench" and m.resolve_target("goldfish") == 1
@@ -144,3 +150,12 @@ def test_targets_and_crop_geometry() -> None:
         m.resolve_target(5)
     m.data_config["crop_mode"] = "squash"
     assert m.crop_fraction is None
+
+
+def test_resolve_device() -> None:
+    assert resolve_device(None).type in ("cpu", "cuda") and resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="device='gpu0' is not valid"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -412,9 +412,10 @@ def compare_models(
             name = Path(str(item)).name if isinstance(item, str | Path) else f"image_{index}"
             reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
             comparison.skipped.append((name, reason))
-            log.warning("skipped image %s: %s", name, reason)
             if progress is not None:
                 progress(f"skipped image {name}: {reason}")
+            else:
+                log.warning("skipped image %s: %s", name, reason)
             continue
         results: list[ModelResult] = []
         display: np.ndarray | None = None

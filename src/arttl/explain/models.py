@@ -31,7 +31,7 @@ from arttl.errors import ConfigError, choice_error
 from arttl.models.backbone import (
     CHECKPOINT_SUFFIXES,
     WEIGHT_FILE_SUFFIXES,
-    _cached_imagenet,
+    cached_imagenet_file,
     check_backbone_name,
 )
 
@@ -138,11 +138,14 @@ def resolve_device(device: str | None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(
             f"device={device!r} is not valid; use auto, cpu or cuda ({err})."
         ) from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}: CUDA is not available here; use device=cpu or auto.")
+    return resolved
 
 
 def _imagenet_class_names(model: nn.Module) -> list[str]:
@@ -202,7 +205,7 @@ def load_model(
 ) -> ExplainedModel:
     """Load one model spec (see the module docstring); errors are ``ConfigError`` with a fix."""
     spec = str(spec).strip()
-    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     if spec == IMAGENET or spec.startswith(IMAGENET + ":"):
         arch = spec.partition(":")[2] or backbone
         if not arch:
@@ -212,7 +215,7 @@ def load_model(
                 "backbone it should take."
             )
         _check_arch(spec, arch)
-        cached = _cached_imagenet(arch)
+        cached = cached_imagenet_file(arch)
         if cached is None:
             raise ConfigError(
                 f"models: {spec!r}: no ImageNet weights for {arch!r} in the Hugging Face cache "

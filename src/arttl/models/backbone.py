@@ -38,7 +38,7 @@ def _create(name: str, image_size: int | None, **kwargs: Any) -> nn.Module:
     return timm.create_model(name, num_classes=0, **kwargs)
 
 
-def _cached_imagenet(name: str) -> Path | None:
+def cached_imagenet_file(name: str) -> Path | None:
     """Build ``name`` with ImageNet weights from the local Hugging Face cache only (never download)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -88,7 +88,7 @@ def create_backbone(
     if weights == "none":
         model = _create(name, image_size, pretrained=False)
     elif weights == "imagenet":
-        cached = _cached_imagenet(name)
+        cached = cached_imagenet_file(name)
         if cached is None:
             raise ConfigError(
                 f"backbone.weights=imagenet: no ImageNet weights for {name!r} in the Hugging Face "

@@ -186,7 +186,12 @@ class ArtClassifier(L.LightningModule):
         if not path.is_file():
             raise ConfigError(f"ckpt={str(path)!r}: file not found.")
         try:
-            model = cls.load_from_checkpoint(path, map_location=map_location, init_weights=False)
-        except (KeyError, TypeError, RuntimeError) as err:
+            # arttl checkpoints pickle their hyper-parameters: load only files you trust.
+            model = cls.load_from_checkpoint(
+                path, map_location=map_location, weights_only=False, init_weights=False
+            )
+        except Exception as err:  # corrupt or foreign files fail in many ways inside torch.load
+            if isinstance(err, ConfigError):
+                raise
             raise ConfigError(f"ckpt={str(path)!r} is not an arttl checkpoint ({err}).") from err
         return model.eval()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from lightning.pytorch.callbacks import BackboneFinetuning
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -65,3 +68,14 @@ def freeze_frozen_batchnorm(backbone: nn.Module) -> None:
     for m in backbone.modules():
         if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters()):
             m.eval()
+
+
+class HeadFirstFinetuning(BackboneFinetuning):
+    """Lightning's BackboneFinetuning, but BatchNorm stays frozen too until the unfreeze epoch.
+
+    The stock callback freezes the backbone with ``train_bn=True``, so BatchNorm affine
+    parameters would train during the head-only phase.
+    """
+
+    def freeze_before_training(self, pl_module: Any) -> None:
+        self.freeze(pl_module.backbone, train_bn=False)
