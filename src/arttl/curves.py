@@ -22,11 +22,17 @@ LINESTYLES = {"off_the_shelf": "--", "fine_tune": "-", "partial": "-.", "gradual
 def read_history(path: str | Path, metric: str = "val/top1") -> pd.Series:
     """``metric`` per epoch (last logged value of each epoch) from a Lightning CSVLogger file.
 
-    Lightning writes train and val rows separately, each with NaN in the other's columns.
+    Lightning writes train and val rows separately, each with NaN in the other's columns. The
+    validate/test passes after ``fit`` (on the best checkpoint) log one epoch past the last one;
+    only epochs with training rows are training epochs, so those rows are left out.
     """
     df = pd.read_csv(path)
     if metric not in df or "epoch" not in df:
         return pd.Series(dtype=float, name=metric)
+    train_cols = [c for c in df.columns if c.startswith("train/")]
+    if train_cols:
+        trained = df.loc[df[train_cols].notna().any(axis=1), "epoch"].unique()
+        df = df[df["epoch"].isin(trained)]
     df = df[["epoch", metric]].dropna()
     return df.groupby("epoch")[metric].last().astype(float).rename(metric)
 
@@ -59,7 +65,7 @@ def plot_learning_curves(
         backbones = sorted(group["backbone"].unique())
         colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backbones)}
         labels = [_label(r, False) for _, r in group.iterrows()]
-        repeated = len(labels) != len(set(labels))
+        repeated = {lab for lab in labels if labels.count(lab) > 1}  # seeds of one setting
         fig, ax = plt.subplots(figsize=(7, 4.5))
         lines = 0
         for _, row in group.sort_values(["backbone", "mode", "init"]).iterrows():
@@ -71,11 +77,11 @@ def plot_learning_curves(
             ax.plot(
                 series.index + 1,
                 series.to_numpy() * (100 if percent else 1),
-                LINESTYLES.get(row["mode"], (0, (1, 1))),
+                linestyle=LINESTYLES.get(row["mode"], (0, (1, 1))),  # other modes: dotted
                 color=colours[row["backbone"]],
                 marker="o" if len(series) < 30 else None,
                 markersize=3,
-                label=_label(row, repeated),
+                label=_label(row, _label(row, False) in repeated),
             )
             lines += 1
         if lines == 0:

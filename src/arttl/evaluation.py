@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import track
 from torch.utils.data import DataLoader
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -37,6 +39,7 @@ from arttl.models.classifier import TOP_KS, ArtClassifier
 from arttl.prediction import load_classifier
 
 TOP_K_SAVED = 5  # ranks written per image in predictions.csv
+STDERR = Console(stderr=True)  # progress on stderr keeps stdout for the results
 
 
 def resolve_split_file(model: ArtClassifier, store: str | Path | None, split: str) -> Path:
@@ -80,7 +83,8 @@ def predict_logits(
     device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     logits, labels = [], []
-    for x, y in loader:
+    batches = track(loader, "predicting", len(loader), transient=True, console=STDERR)
+    for x, y in batches:
         logits.append(model.logits(x.to(device)).float().cpu())
         labels.append(y)
     return torch.cat(logits), torch.cat(labels)
@@ -190,7 +194,9 @@ def plot_mistakes(
     """A grid of the stored images, titled true / predicted (probability)."""
     cols = min(4, len(indices))
     rows = math.ceil(len(indices) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 3.7 * rows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, indices, strict=False):
@@ -202,7 +208,6 @@ def plot_mistakes(
             fontsize=9,
         )
     fig.suptitle("Most confident mistakes")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
     _save(fig, path)
 
 

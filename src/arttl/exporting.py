@@ -10,9 +10,11 @@ the exported file alone does not know what its outputs mean.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +72,20 @@ def _reference(model: ArtClassifier, x: torch.Tensor) -> torch.Tensor:
         return model.logits(x) if x.dtype == torch.uint8 else model(x)
 
 
-def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """torch.jit is deprecated upstream but still the format many C++/mobile runtimes load."""
     with warnings.catch_warnings():
-        # torch.jit is deprecated upstream but still the format many C++/mobile runtimes load.
         warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=Warning)
-        traced = torch.jit.trace(net, example)
-    with atomic_path(path) as tmp:
-        torch.jit.save(traced, str(tmp))
+        yield
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with _quiet_jit():
+        # export_checkpoint checks the saved file against the checkpoint, on another batch size
+        traced = torch.jit.trace(net, example, check_trace=False)
+        with atomic_path(path) as tmp:
+            torch.jit.save(traced, str(tmp))
 
 
 def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
@@ -87,7 +96,8 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int |
             f"pip install {' '.join(missing)} (or use format=torchscript)."
         )
     batch = torch.export.Dim("batch", min=1)
-    logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # per-pass INFO lines are noise here
+    for name in ("onnx_ir", "onnxscript"):  # per-pass INFO lines are noise here
+        logging.getLogger(name).setLevel(logging.WARNING)
     with atomic_path(path) as tmp:
         torch.onnx.export(
             net,
@@ -106,8 +116,8 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int |
 def run_exported(path: Path, fmt: str, x: torch.Tensor) -> torch.Tensor | None:
     """Logits from the exported file (None for ONNX when onnxruntime is not installed)."""
     if fmt == "torchscript":
-        loaded = torch.jit.load(str(path), map_location="cpu")
-        with torch.inference_mode():
+        with _quiet_jit(), torch.inference_mode():
+            loaded = torch.jit.load(str(path), map_location="cpu")
             return loaded(x)
     if importlib.util.find_spec("onnxruntime") is None:
         return None

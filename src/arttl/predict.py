@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
     )
     err = Console(stderr=True)
     for row in result.rejected.to_dict(orient="records"):
-        err.print(f"skipped {row['path']}: {row['reason']}", highlight=False)
+        err.print(f"skipped {row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
     if result.table.empty:
         raise ConfigError(f"none of the {len(paths)} inputs could be read as an image (see above).")
     out_dir = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir)

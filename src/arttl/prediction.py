@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 import torch
+from rich.console import Console
+from rich.progress import track
 from torch.utils.data import DataLoader, Dataset
 
 from arttl.atomic import atomic_path, write_json_atomic
@@ -183,7 +185,8 @@ def predict_images(
     names = model.class_names
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
-    for batch in loader:
+    progress = Console(stderr=True)  # stdout stays for the results table
+    for batch in track(loader, "predicting", len(loader), transient=True, console=progress):
         rejected += [{"path": str(paths[i]), "reason": r} for i, r in batch["rejected"]]
         if batch["images"] is None:
             continue

@@ -10,7 +10,7 @@ without a run is NaN, which every renderer writes as an empty cell, never as 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -161,30 +161,44 @@ def _sparse_rows(index: pd.MultiIndex) -> list[list[str]]:
     return rows
 
 
-def to_markdown(
-    table: pd.DataFrame, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
-) -> str:
-    """GitHub pipe table, best per challenge in bold, empty cells for missing runs.
+def display_rows(
+    table: pd.DataFrame,
+    decimals: int = 2,
+    higher_is_better: bool = True,
+    show_init: bool = False,
+    bold: Callable[[str], str] = "**{}**".format,
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of strings: row labels once per block, best per challenge through ``bold``.
 
-    Written by hand: pandas' to_markdown needs the optional ``tabulate`` package.
+    Shared by the Markdown file and the terminal table so both show the same cells.
     """
-    if table.empty:
-        return "_no runs for this table_\n"
     mask = best_mask(table, higher_is_better)
     header = [ROW_LABELS[n] for n in table.index.names] + column_labels(table, False, show_init)
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(["---"] * table.index.nlevels + ["---:"] * table.shape[1]) + " |",
-    ]
-    for labels, values, bold in zip(
+    rows = []
+    for labels, values, best in zip(
         _sparse_rows(table.index), table.to_numpy(), mask.to_numpy(), strict=True
     ):
         cells = [
-            f"**{_fmt(v, decimals)}**" if b else _fmt(v, decimals)
-            for v, b in zip(values, bold, strict=True)
+            bold(_fmt(v, decimals)) if b else _fmt(v, decimals)
+            for v, b in zip(values, best, strict=True)
         ]
-        lines.append("| " + " | ".join(labels + cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(labels + cells)
+    return header, rows
+
+
+def to_markdown(
+    table: pd.DataFrame, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
+) -> str:
+    """GitHub pipe table (pandas + tabulate), best per challenge in bold, missing runs empty."""
+    if table.empty:
+        return "_no runs for this table_\n"
+    header, rows = display_rows(table, decimals, higher_is_better, show_init)
+    align = ["left"] * table.index.nlevels + ["right"] * table.shape[1]
+    frame = pd.DataFrame(rows, columns=header)
+    return (
+        frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True)
+        + "\n"
+    )
 
 
 def latex_escape(text: str) -> str:
@@ -245,19 +259,6 @@ def to_csv_frame(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
 
 def rich_rows(
     table: pd.DataFrame, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
-) -> Sequence:
+) -> tuple[list[str], list[list[str]]]:
     """(header, rows) for a rich.Table, best per challenge marked up in bold."""
-    mask = best_mask(table, higher_is_better)
-    header = [ROW_LABELS[n] for n in table.index.names] + column_labels(table, False, show_init)
-    rows = []
-    for labels, values, bold in zip(
-        _sparse_rows(table.index), table.to_numpy(), mask.to_numpy(), strict=True
-    ):
-        rows.append(
-            labels
-            + [
-                f"[bold]{_fmt(v, decimals)}[/bold]" if b else _fmt(v, decimals)
-                for v, b in zip(values, bold, strict=True)
-            ]
-        )
-    return header, rows
+    return display_rows(table, decimals, higher_is_better, show_init, "[bold]{}[/bold]".format)

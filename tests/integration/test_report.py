@@ -1,0 +1,198 @@
+"""`arttl.report` on a synthetic sweep: files, curves, bad input, and the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from arttl import report as report_cli
+from arttl.curves import read_history
+from arttl.errors import ConfigError
+from arttl.reporting import make_report
+from arttl.results import ResultsSchemaError
+from tests.fixtures.sweep import RUNS, TABLE2_CSV, TABLE2_MD, make_sweep, markdown_cells
+from tests.fixtures.tiny_runs import results_record, write_run
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sweep(tmp_path_factory.mktemp("sweep") / "multirun")
+
+
+def test_report_writes_tables_csv_markdown_latex_and_curves(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    report = make_report([sweep], out_dir=out)
+    names = {p.name for p in report.files}
+    assert names == {
+        "runs.csv",
+        "report.md",
+        *(f"table{n}.{ext}" for n in (2, 3) for ext in ("csv", "md", "tex")),
+        "curves_antwerp_type.png",
+        "curves_rijksmuseum_material.png",
+        "curves_rijksmuseum_type.png",
+    }
+    assert all(p.is_file() for p in report.files)
+    assert (out / "table2.csv").read_text() == TABLE2_CSV
+    assert markdown_cells((out / "table2.md").read_text()) == TABLE2_MD
+    assert r"\textbf{71.00}" in (out / "table2.tex").read_text()
+    assert len(pd.read_csv(out / "runs.csv")) == len(RUNS)
+    summary = (out / "report.md").read_text()
+    assert "## Table 2" in summary and "## Table 3" in summary and "**85.00**" in summary
+    assert "1 cells average several runs" in summary  # the two vgg19 fine-tuning seeds
+    assert "![curves_rijksmuseum_type](curves_rijksmuseum_type.png)" in summary
+    assert not list(out.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_learning_curves_have_one_line_per_run_with_its_history(
+    sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.axes
+
+    plotted: list[tuple[str, list[float]]] = []
+    real_plot = matplotlib.axes.Axes.plot
+
+    def spy(self, x, y, **kwargs):
+        plotted.append((kwargs["label"], list(np.round(y, 4))))
+        return real_plot(self, x, y, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    report = make_report([sweep / "rijksmuseum_type"], out_dir=tmp_path, curves=True)
+    assert [p.name for p in report.files if p.suffix == ".png"] == ["curves_rijksmuseum_type.png"]
+    labels = [label for label, _ in plotted]
+    assert labels == [
+        "resnet50 / Off-the-shelf",
+        "resnet50 / Partial fine-tuning",
+        "vgg19 / Fine-tuning seed 1",
+        "vgg19 / Fine-tuning seed 2",
+        "vgg19 / Off-the-shelf",
+        "vgg19 / From scratch",
+    ]
+    # val top-1 per epoch in %, as written to metrics.csv (0.5, 0.8, 1.0 of the test top-1)
+    assert dict(plotted)["resnet50 / Partial fine-tuning"] == [25.0, 40.0, 50.0]
+    with Image.open(report.files[-2]) as img:
+        assert img.format == "PNG" and img.width > 400
+
+
+def test_read_history_takes_one_value_per_epoch(tmp_path: Path) -> None:
+    run = write_run(tmp_path, results_record(), val_top1=[0.1, 0.3, 0.35])
+    series = read_history(run / "metrics.csv")
+    assert series.index.tolist() == [0, 1, 2] and series.tolist() == [0.1, 0.3, 0.35]
+    assert read_history(run / "metrics.csv", "val/top9").empty
+    after_fit = pd.DataFrame([{"epoch": 3, "step": 30, "val/top1": 0.99}])  # trainer.validate()
+    pd.concat([pd.read_csv(run / "metrics.csv"), after_fit]).to_csv(run / "metrics.csv")
+    assert read_history(run / "metrics.csv").tolist() == [0.1, 0.3, 0.35]
+
+
+def test_runs_without_history_are_noted_not_fatal(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs" / "a", results_record())  # no metrics.csv
+    report = make_report([tmp_path / "runs"], out_dir=tmp_path / "out")
+    assert not [p for p in report.files if p.suffix == ".png"]
+    assert any("no val/top1 history" in n for n in report.notes)
+
+
+def test_bad_input_fails_before_anything_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no results\.json under"):
+        make_report([tmp_path / "empty"], out_dir=out)
+    write_run(tmp_path / "mixed" / "good", results_record())
+    old = write_run(tmp_path / "mixed" / "old", {**results_record(), "schema_version": 0})
+    with pytest.raises(ResultsSchemaError, match=re.escape(str(old / "results.json"))):
+        make_report([tmp_path / "mixed"], out_dir=out)
+    with pytest.raises(ConfigError, match="metric="):
+        make_report([tmp_path / "mixed" / "good"], out_dir=out, metric="accuracy")
+    assert not out.exists()
+
+
+def test_positional_folders_become_runs_override() -> None:
+    argv = ["report", "multirun/a", "out_dir=x", "--config-name", "report", "b's"]
+    assert report_cli.positional_to_runs(argv) == [
+        "report",
+        "out_dir=x",
+        "--config-name",
+        "report",
+        "runs=['multirun/a','b\\'s']",
+    ]
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> None:
+    argv = ["arttl.report", *args, f"hydra.run.dir={tmp_path / 'hydra'}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    report_cli.main()
+
+
+def test_cli_prints_tables_and_writes_next_to_the_runs(
+    sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    runs = tmp_path / "runs"
+    write_run(runs / "0", results_record(test={"top1": 0.875}), val_top1=[0.5, 0.9])
+    _cli(monkeypatch, tmp_path, str(runs), "curves=false")
+    out = capsys.readouterr().out
+    assert "Table 2" in out and "87.50" in out and "no Table 3" in out
+    assert json.loads(json.dumps(pd.read_csv(runs / "report" / "table2.csv").to_dict()))
+    assert not (runs / "report" / "curves_rijksmuseum_type.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root.mkdir(), "no results.json under"),
+        (lambda root: None, "does not exist"),
+        (
+            lambda root: write_run(root / "r", {**results_record(), "schema_version": 0}),
+            r"r/results.json' has schema_version=0",
+        ),
+    ],
+)
+def test_cli_bad_input_exits_2_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, make, message
+) -> None:
+    root = tmp_path / "runs"
+    make(root)
+    with pytest.raises(SystemExit) as exit_info:
+        _cli(monkeypatch, tmp_path, str(root))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err.replace("\\", "/")
+    assert not (root / "report").exists()
+
+
+@pytest.mark.slow  # two real training runs: about 30 s on 2 CPU cores
+def test_real_training_runs_feed_the_report(tmp_path: Path) -> None:
+    """The contract between train and report: results.json plus metrics.csv beside it."""
+    from arttl.training import run_training
+    from tests.fixtures.raw_datasets import make_imagefolder
+    from tests.fixtures.training import compose_train
+
+    ds = make_imagefolder(tmp_path / "raw", n_per_class=6)
+    for mode in ("off_the_shelf", "fine_tune"):
+        cfg = compose_train(
+            tmp_path,
+            "dataset=imagefolder",
+            f"dataset.root={ds.root}",
+            f"mode={mode}",
+            "backbone.weights=none",
+            "trainer.max_epochs=2",
+            f"run_dir={tmp_path}/multirun/{mode}",
+        )
+        run_training(cfg, cfg.run_dir)
+    report = make_report([tmp_path / "multirun"], out_dir=tmp_path / "report")
+    runs = report.runs.set_index("mode")
+    table = report.tables["table2"]
+    for mode in ("off_the_shelf", "fine_tune"):
+        assert table.loc[:, (mode, "none")].item() == pytest.approx(
+            100 * runs.loc[mode, "test_top1"]
+        )
+    assert table.loc[:, ("fine_tune", "imagenet")].isna().all()  # not run: empty
+    assert [p.name for p in report.files if p.suffix == ".png"] == ["curves_imagefolder_class.png"]
+    assert not report.notes or "history" not in " ".join(report.notes)
+    logged = pd.read_csv(runs.loc["fine_tune", "history_path"])
+    assert logged["epoch"].max() == 2  # validate/test on the best checkpoint, after fit
+    assert read_history(runs.loc["fine_tune", "history_path"]).index.tolist() == [0, 1]
