@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hydra
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +28,8 @@ def print_results(record: dict) -> None:
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     record = run_training(cfg, cfg.run_dir)
-    print_results(record)
+    if rank_zero_only.rank == 0:  # DDP ranks > 0 ran the same job; one table is enough
+        print_results(record)
     return record["val"]["loss"]
 
 

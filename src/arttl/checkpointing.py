@@ -1,0 +1,176 @@
+"""Crash-safe checkpoints and resume: atomic saves, RNG state in the checkpoint, finding last.ckpt."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from arttl.atomic import atomic_path, write_text_atomic
+from arttl.errors import ConfigError
+
+LAST = "last.ckpt"
+HISTORY = "metrics.csv"
+HISTORY_BEFORE_RESUME = "metrics.before_resume.csv"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch.save IO, but a kill mid-save leaves the previous file, not half of one.
+
+    TorchCheckpointIO overwrites the target in place; we save to a sibling and os.replace it.
+    Remote paths (s3://...) keep Lightning's own transaction-based save.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if not isinstance(get_filesystem(path), LocalFileSystem):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+        return None
+
+
+class RNGState(Callback):
+    """Store python/numpy/torch(/CUDA) RNG state in every checkpoint and restore it on resume.
+
+    Lightning restores weights, optimiser, scheduler, loops and callback states, but not the
+    global RNGs that draw the data order and augmentations of the next epoch; without them a
+    resumed run would diverge from an uninterrupted one.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": _numpy_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        random.setstate(state_dict["python"])
+        _set_numpy_state(state_dict["numpy"])
+        torch.set_rng_state(state_dict["torch"])
+        cuda = state_dict.get("cuda")
+        if (
+            cuda is not None
+            and torch.cuda.is_available()
+            and len(cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _numpy_state() -> dict[str, Any]:
+    """numpy's RNG state as tensors and numbers: checkpoints must load with weights_only=True."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "gauss": [has_gauss, gauss],
+    }
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    key = state["key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", key, state["pos"], *state["gauss"]))
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a run continues from: the run folder to write into and the checkpoint (or none)."""
+
+    run_dir: Path
+    ckpt_path: Path | None = None
+    finished: bool = False  # resume=true found results.json there: nothing left to do
+
+
+def _matches(ckpt: Path, identity: dict[str, str]) -> bool:
+    """Whether ``ckpt`` was written by a run of the same experiment / backbone / mode."""
+    try:
+        payload = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # an unreadable file is never resumed from
+        return False
+    hparams = payload.get("hyper_parameters", {})
+    return all(hparams.get(k) == v for k, v in identity.items())
+
+
+def plan_resume(
+    run_dir: str | Path,
+    resume: bool,
+    ckpt_path: str | None,
+    identity: dict[str, str],
+    search_siblings: bool = True,
+) -> ResumePlan:
+    """Decide where a run continues from.
+
+    ``ckpt_path``: continue from that file, writing into ``run_dir``. ``resume``: the run's
+    own ``checkpoints/last.ckpt`` (a re-launched multirun job has the same folder), else the
+    newest sibling run (``outputs/<experiment>/<backbone>-<mode>/*/checkpoints/last.ckpt``)
+    whose checkpoint has the same experiment/backbone/mode; its folder is then reused. A chosen
+    folder with results.json is ``finished``. Nothing found: a fresh run in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    if ckpt_path:
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path!r}: file not found; give a last.ckpt path.")
+        return ResumePlan(run_dir, path)
+    if not resume:
+        return ResumePlan(run_dir)
+    own = run_dir / "checkpoints" / LAST
+    if (run_dir / "results.json").is_file() or own.is_file():
+        return _plan(run_dir, own if own.is_file() else None)
+    if search_siblings and run_dir.parent.is_dir():
+        candidates = sorted(
+            (p for p in run_dir.parent.glob(f"*/checkpoints/{LAST}") if p.parents[1] != run_dir),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for ckpt in candidates:
+            if _matches(ckpt, identity):
+                return _plan(ckpt.parents[1], ckpt)
+    return ResumePlan(run_dir)
+
+
+def _plan(run_dir: Path, ckpt: Path | None) -> ResumePlan:
+    return ResumePlan(run_dir, ckpt, finished=(run_dir / "results.json").is_file())
+
+
+def keep_history(run_dir: Path, ckpt_path: Path) -> None:
+    """Set aside the metrics.csv rows up to the checkpoint's epoch before Lightning's CSVLogger
+    deletes the file (it starts a fresh metrics.csv in a non-empty folder)."""
+    epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    frames = [
+        pd.read_csv(p)
+        for p in (run_dir / HISTORY_BEFORE_RESUME, run_dir / HISTORY)
+        if p.is_file() and p.stat().st_size > 0
+    ]
+    if not frames:
+        return
+    history = pd.concat(frames, ignore_index=True)
+    if "epoch" in history:
+        history = history[history["epoch"] <= epoch]
+    write_text_atomic(run_dir / HISTORY_BEFORE_RESUME, history.to_csv(index=False))
+
+
+def merge_history(run_dir: Path) -> None:
+    """Prepend the rows set aside by :func:`keep_history` to the resumed run's metrics.csv."""
+    before = run_dir / HISTORY_BEFORE_RESUME
+    if not before.is_file():
+        return
+    frames = [pd.read_csv(before)]
+    if (run_dir / HISTORY).is_file():
+        frames.append(pd.read_csv(run_dir / HISTORY))
+    write_text_atomic(run_dir / HISTORY, pd.concat(frames, ignore_index=True).to_csv(index=False))
+    before.unlink()

@@ -1,0 +1,103 @@
+"""Crash safety: SIGKILL during prepare leaves no store that could be read; checkpoints are atomic."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.fabric.plugins.io import torch_io
+
+from arttl.checkpointing import AtomicCheckpointIO
+from arttl.data.datamodule import check_store
+from arttl.data.store import SPLITS, read_attrs, split_file
+from arttl.errors import ConfigError
+from tests.fixtures.raw_datasets import make_imagefolder
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def prepare_cmd(tmp: Path, root: Path, store: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "arttl.prepare",
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        f"store.dir={store}",
+        "store.shorter_side=null",
+        "num_workers=1",
+        f"paths.root_dir={tmp}",
+        f"hydra.run.dir={tmp}/run",
+        *extra,
+    ]
+
+
+def _wait_for_reader(fifo: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
+    """Open the pipe for writing once prepare is blocked reading it (= midway through decoding)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+            time.sleep(0.05)
+    raise AssertionError(f"prepare never reached the pipe: {proc.stderr.read()[-2000:]}")
+
+
+def test_sigkill_during_prepare_then_rerun_builds_a_complete_store(tmp_path):
+    ds = make_imagefolder(tmp_path / "raw", n_per_class=8)
+    fifo = tmp_path / "zzz_blocks.jpg"  # sorts after every real image: decoded last
+    os.mkfifo(fifo)
+    store = tmp_path / "store"
+    reader = [
+        "dataset.reader._target_=tests.fixtures.pause.read_with_fifo",
+        f"+dataset.reader.fifo={fifo}",
+    ]
+    proc = subprocess.Popen(
+        prepare_cmd(tmp_path, ds.root, store, *reader),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    fd = _wait_for_reader(fifo, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    os.close(fd)
+    assert not store.exists()  # the build folder is renamed into place only when complete
+    with pytest.raises(ConfigError, match=r"no complete train\.h5"):
+        check_store(store)
+
+    done = subprocess.run(
+        prepare_cmd(tmp_path, ds.root, store), env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    attrs = check_store(store, "class")
+    assert attrs["complete"]
+    counts = [int(read_attrs(split_file(store, s))["counts"].count(":")) for s in SPLITS]
+    assert counts == [3, 3, 3]
+
+
+def test_checkpoint_save_killed_midway_keeps_the_previous_file(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1}, path)
+
+    def half_written(checkpoint, filepath):
+        Path(filepath).write_bytes(b"PK\x03\x04 half a zip file")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch_io, "_atomic_save", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -1,0 +1,166 @@
+"""Bad configs fail before any data is touched, each with a message naming key, value and fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arttl.errors import ConfigError
+from arttl.validation import validate_config
+from tests.fixtures.training import compose_train
+
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "images"
+
+BAD = {
+    "unknown key": (
+        ["+trainer.max_epoch=3"],
+        r"trainer\.max_epoch: unknown key; did you mean max_epochs",
+    ),
+    "unknown optimizer arg": (
+        ["+mode.optimizer.momentun=0.9"],
+        r"momentun: unknown key; did you mean momentum",
+    ),
+    "unknown top-level key": (["+sead=1"], r"sead: unknown key; did you mean seed"),
+    "unknown group key": (
+        ["+data.batchsize=8"],
+        r"data\.batchsize: unknown key; did you mean batch_size",
+    ),
+    "wrong type": (["data.batch_size=abc"], r"data\.batch_size='abc' must be an integer"),
+    "wrong bool type": (["data.augment=maybe"], r"data\.augment='maybe' must be true/false"),
+    "lr <= 0": (["mode.optimizer.lr=0"], r"mode\.optimizer\.lr=0 must be a number > 0"),
+    "batch_size < 1": (["data.batch_size=0"], r"data\.batch_size=0 must be an integer >= 1"),
+    "max_epochs < 1": (["trainer.max_epochs=0"], r"trainer\.max_epochs=0 must be an integer >= 1"),
+    "patience < 0": (
+        ["callbacks.early_stopping.patience=-1"],
+        r"patience=-1 must be an integer >= 0",
+    ),
+    "image_size < 16": (
+        ["backbone.image_size=8"],
+        r"backbone\.image_size=8 must be null or an integer >= 16",
+    ),
+    "fractions": (
+        ["store.fractions=[0.5,0.5,0.5]"],
+        r"store\.fractions=\[0\.5, 0\.5, 0\.5\] must be three",
+    ),
+    "scale": (["data.scale=[0.9,0.1]"], r"data\.scale=\[0\.9, 0\.1\] must be two numbers"),
+    "partial fraction 0": (
+        ["mode=partial", "mode.partial_fraction=0"],
+        r"mode\.partial_fraction=0 must be in \(0, 1\]",
+    ),
+    "partial fraction > 1": (
+        ["mode=partial", "mode.partial_fraction=1.5"],
+        r"partial_fraction=1\.5 must be in \(0, 1\]",
+    ),
+    "scratch with weights": (
+        ["mode=scratch", "backbone.weights=imagenet"],
+        r"mode=scratch trains from random",
+    ),
+    "gradual without unfreeze epoch": (
+        ["mode=gradual", "mode.unfreeze_at_epoch=null"],
+        r"mode\.unfreeze_at_epoch=None must be an integer >= 0 for mode=gradual",
+    ),
+    "unknown mode": (
+        ["mode.name=finetune"],
+        r"mode\.name='finetune' is not valid.*did you mean fine_tune",
+    ),
+    "unknown backbone": (
+        ["backbone.name=resnet5O"],
+        r"backbone\.name='resnet5O' is not a timm model; did you mean",
+    ),
+    "imagenet not cached": (
+        ["backbone=resnet18"],
+        r"backbone\.weights=imagenet: no ImageNet weights for 'resnet18'",
+    ),
+    "missing weights file": (
+        ["backbone.weights=/nope/w.safetensors"],
+        r"backbone\.weights='/nope/w\.safetensors': file not found",
+    ),
+    "missing root": (["dataset.root=/nope/images"], r"dataset\.root='/nope/images' does not exist"),
+    "required root": (["dataset=imagefolder", "dataset.root=???"], r"dataset\.root is required"),
+    "monitor typo": (
+        ["callbacks.early_stopping.monitor=val_loss"],
+        r"monitor='val_loss' is not valid.*did you mean val/loss",
+    ),
+    "bad target": (
+        ["callbacks.checkpoint._target_=lightning.Nope"],
+        r"checkpoint\._target_='lightning\.Nope' cannot be imported",
+    ),
+    "accelerator": (
+        ["trainer.accelerator=gpus"],
+        r"trainer\.accelerator='gpus' is not valid.*did you mean gpu",
+    ),
+    "resume and ckpt_path": (
+        ["resume=true", "ckpt_path=/nope.ckpt"],
+        r"resume=true and ckpt_path='/nope\.ckpt'",
+    ),
+    "missing ckpt_path": (["ckpt_path=/nope.ckpt"], r"ckpt_path='/nope\.ckpt': file not found"),
+}
+
+
+@pytest.fixture(autouse=True)
+def no_imagenet_cache(monkeypatch):
+    monkeypatch.setattr("arttl.models.backbone.cached_imagenet_file", lambda name: None)
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_is_refused_with_its_message(tmp_path, case):
+    overrides, message = BAD[case]
+    cfg = compose_train(tmp_path, f"dataset.root={DEMO}", *overrides)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)
+    assert not (tmp_path / "data").exists()  # nothing was prepared or cached
+
+
+def test_good_configs_pass(tmp_path):
+    for overrides in (
+        [],
+        ["+experiment=demo", "backbone=test_resnet"],
+        ["trainer=ddp"],
+        ["mode=gradual"],
+    ):
+        validate_config(compose_train(tmp_path, f"dataset.root={DEMO}", *overrides))
+
+
+def test_several_problems_are_reported_together(tmp_path):
+    cfg = compose_train(
+        tmp_path, f"dataset.root={DEMO}", "data.batch_size=0", "mode.optimizer.lr=-1"
+    )
+    with pytest.raises(ConfigError, match=r"2 config problems") as err:
+        validate_config(cfg)
+    assert "data.batch_size=0" in str(err.value) and "mode.optimizer.lr=-1" in str(err.value)
+
+
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "arttl.train",
+        "backbone=test_resnet",
+        f"dataset.root={DEMO}",
+        f"paths.root_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path}/run",
+        *overrides,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "message"),
+    [
+        (
+            ["+trainer.max_epoch=3"],
+            2,
+            "error: trainer.max_epoch: unknown key; did you mean max_epochs",
+        ),
+        (["mode.optimizer.lr=-0.1"], 2, "error: mode.optimizer.lr=-0.1 must be a number > 0"),
+    ],
+)
+def test_cli_exits_non_zero_without_a_traceback(tmp_path, overrides, code, message):
+    done = _cli(tmp_path, *overrides)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
