@@ -13,14 +13,22 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageOps
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import arttl
 from arttl.atomic import atomic_path
 from arttl.data.images import ImageRejected, encode_jpeg, load_rgb
 from arttl.data.split import assign_splits
-from arttl.data.store import SPLITS, is_complete, read_attrs, split_file, write_split
-from arttl.errors import ConfigError
+from arttl.data.store import (
+    IMAGE_FORMATS,
+    SPLITS,
+    is_complete,
+    read_attrs,
+    split_file,
+    write_split,
+)
+from arttl.errors import ConfigError, choice_error
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,22 @@ class StoreSettings:
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     min_per_split: int = 1
     seed: int = 42
+    format: str = "jpeg"  # "raw": square uint8 arrays of side shorter_side, no decode at load
+
+    def __post_init__(self) -> None:
+        if self.format not in IMAGE_FORMATS:
+            raise choice_error("store.format", self.format, IMAGE_FORMATS)
+        if self.format == "raw" and not self.shorter_side:
+            raise ConfigError(
+                "store.format=raw stores fixed-size arrays and needs store.shorter_side "
+                "(the side of the square images, e.g. store.shorter_side=256); "
+                f"got store.shorter_side={self.shorter_side!r}."
+            )
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int] | None:
+        side = int(self.shorter_side or 0)
+        return (side, side, 3) if self.format == "raw" else None
 
 
 def config_hash(identity: dict[str, Any]) -> str:
@@ -47,12 +71,18 @@ def store_is_current(store_dir: Path, digest: str) -> bool:
     return all(read_attrs(f).get("config_hash") == digest for f in files)
 
 
-def _decode(job: tuple[str, int | None, int]) -> tuple[bool, bytes | str]:
-    path, shorter_side, quality = job
+def _decode(job: tuple[str, int | None, int, str]) -> tuple[bool, bytes | str]:
+    path, shorter_side, quality, fmt = job
     try:
-        return True, encode_jpeg(load_rgb(path, shorter_side=shorter_side), quality=quality)
+        img = load_rgb(path, shorter_side=shorter_side)  # JPEG draft: decoded at reduced scale
     except ImageRejected as err:
         return False, err.reason
+    if fmt == "raw":
+        assert shorter_side is not None
+        # Fixed size for a dense array: scale the shorter side to the target, centre-crop the rest.
+        img = ImageOps.fit(img, (shorter_side, shorter_side), Image.Resampling.LANCZOS)
+        return True, np.asarray(img, dtype=np.uint8).tobytes()
+    return True, encode_jpeg(img, quality=quality)
 
 
 def _progress() -> Progress:
@@ -71,7 +101,7 @@ def decode_all(
 
     ``imap`` keeps order, so the result is identical for any worker count.
     """
-    jobs = [(p, settings.shorter_side, settings.quality) for p in paths]
+    jobs = [(p, settings.shorter_side, settings.quality, settings.format) for p in paths]
     rejected: dict[int, str] = {}
     with h5py.File(pool_file, "w") as f, _progress() as progress:
         ds = f.create_dataset("images", (len(paths),), dtype=h5py.vlen_dtype(np.uint8))
@@ -144,6 +174,7 @@ def build_store(
             "seed": settings.seed,
             "shorter_side": settings.shorter_side or 0,
             "jpeg_quality": settings.quality,
+            "image_format": settings.format,
             "config_hash": digest,
             "config": json.dumps(identity, sort_keys=True, default=str),
             "arttl_version": arttl.__version__,
@@ -162,6 +193,7 @@ def build_store(
                     part["path"].tolist(),
                     class_names,
                     attrs,
+                    raw_shape=settings.raw_shape,
                 )
         pool_file.unlink()
         cols = ["path", "label", "split"] + (["group"] if "group" in split else [])

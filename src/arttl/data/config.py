@@ -19,6 +19,7 @@ def store_settings(cfg: DictConfig) -> StoreSettings:
         fractions=tuple(float(f) for f in s.fractions),
         min_per_split=int(s.min_per_split),
         seed=int(cfg.seed),
+        format=str(s.get("format", "jpeg")),
     )
 
 

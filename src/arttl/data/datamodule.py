@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from arttl.data.store import SPLITS, H5ImageDataset, is_complete, read_attrs, split_file
-from arttl.data.transforms import build_transform
+from arttl.data.transforms import GpuDecode, build_transform, collate_encoded
 from arttl.errors import ConfigError
 
 
@@ -35,7 +35,14 @@ def check_store(store_dir: str | Path, challenge: str | None = None) -> dict[str
     return attrs
 
 
-def _loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int) -> DataLoader:
+def _loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    collate_fn: Callable | None = None,
+) -> DataLoader:
+    """Pinned memory (async host-to-GPU copies) and workers kept alive across epochs."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -43,6 +50,7 @@ def _loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int) 
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
     )
 
 
@@ -59,37 +67,77 @@ class StoreDataModule(L.LightningDataModule):
         hflip: float = 0.5,
         color_jitter: float | None = None,
         augment: bool = True,
+        gpu_decode: bool = False,
     ) -> None:
         super().__init__()
+        if gpu_decode and not torch.cuda.is_available():
+            raise ConfigError(
+                "data.gpu_decode=true decodes JPEGs with nvJPEG and needs CUDA, which is not "
+                "available here; use data.gpu_decode=false."
+            )
         self.store_dir = Path(store_dir)
         self.data_config = data_config
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.gpu_decode = gpu_decode
+        self.augment = augment
         self.train_tf = build_transform(
             data_config, training=augment, scale=scale, hflip=hflip, color_jitter=color_jitter
         )
         self.eval_tf = build_transform(data_config, training=False)
+        self.gpu_tf = GpuDecode(data_config, scale=scale, hflip=hflip) if gpu_decode else None
         self.datasets: dict[str, H5ImageDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             if split not in self.datasets:
                 tf = self.train_tf if split == "train" else self.eval_tf
-                self.datasets[split] = H5ImageDataset(split_file(self.store_dir, split), tf)
+                path = split_file(self.store_dir, split)
+                if self.gpu_decode:  # workers only read bytes; decoding happens on the GPU
+                    self.datasets[split] = H5ImageDataset(path, encoded=True)
+                else:
+                    self.datasets[split] = H5ImageDataset(path, tf)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With gpu_decode, turn the list of JPEG byte tensors into a uint8 batch on the GPU."""
+        if self.gpu_tf is None:
+            return batch
+        encoded, labels = batch
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cuda")
+        training = bool(trainer is not None and trainer.training and self.augment)
+        return self.gpu_tf(encoded, training, device), labels
 
     @property
     def class_names(self) -> list[str]:
         self.setup()
         return self.datasets["train"].class_names
 
+    def _split_loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        collate = collate_encoded if self.gpu_decode else None
+        return _loader(self.datasets[split], self.batch_size, shuffle, self.num_workers, collate)
+
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.datasets["train"], self.batch_size, True, self.num_workers)
+        return self._split_loader("train", True)
 
     def val_dataloader(self) -> DataLoader:
-        return _loader(self.datasets["val"], self.batch_size, False, self.num_workers)
+        return self._split_loader("val", False)
 
     def test_dataloader(self) -> DataLoader:
-        return _loader(self.datasets["test"], self.batch_size, False, self.num_workers)
+        return self._split_loader("test", False)
+
+
+class _FeatureSet(TensorDataset):
+    """Whole batches by one tensor index: no Python call and collate per sample (``__getitems__``)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def _as_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch  # __getitems__ already returns the collated batch
 
 
 class FeatureDataModule(L.LightningDataModule):
@@ -99,14 +147,14 @@ class FeatureDataModule(L.LightningDataModule):
         self, features: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int
     ) -> None:
         super().__init__()
-        self.sets = {s: TensorDataset(x, y) for s, (x, y) in features.items()}
+        self.sets = {s: _FeatureSet(x, y) for s, (x, y) in features.items()}
         self.batch_size = batch_size
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.sets["train"], self.batch_size, True, 0)
+        return _loader(self.sets["train"], self.batch_size, True, 0, _as_batch)
 
     def val_dataloader(self) -> DataLoader:
-        return _loader(self.sets["val"], self.batch_size, False, 0)
+        return _loader(self.sets["val"], self.batch_size, False, 0, _as_batch)
 
     def test_dataloader(self) -> DataLoader:
-        return _loader(self.sets["test"], self.batch_size, False, 0)
+        return _loader(self.sets["test"], self.batch_size, False, 0, _as_batch)
