@@ -16,31 +16,25 @@ from omegaconf import DictConfig, OmegaConf
 
 import arttl
 from arttl.atomic import atomic_path
+from arttl.checkpointing import (
+    AtomicCheckpointIO,
+    ResumePlan,
+    RNGState,
+    keep_history,
+    merge_history,
+    plan_resume,
+)
 from arttl.data.config import prepare_from_config
 from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_store
 from arttl.data.features import cached_features
 from arttl.data.store import SPLITS, read_class_names, split_file
 from arttl.data.summary import print_store_summary
-from arttl.errors import ConfigError
-from arttl.models.backbone import check_backbone_name
+from arttl.distributed import ddp_job
 from arttl.models.classifier import TOP_KS, ArtClassifier
-from arttl.models.transfer import HeadFirstFinetuning, check_mode
+from arttl.models.transfer import HeadFirstFinetuning
+from arttl.validation import validate_config
 
-
-def validate_config(cfg: DictConfig) -> None:
-    """Everything that can be checked before touching data."""
-    check_mode(cfg.mode.name, cfg.mode.partial_fraction, cfg.backbone.weights)
-    check_backbone_name(cfg.backbone.name)
-    weights = str(cfg.backbone.weights)
-    if weights.endswith(".ckpt") and not Path(weights).is_file():
-        source = cfg.get("source_experiment")
-        hint = (
-            f"`python -m arttl.train +experiment={source} backbone={Path(weights).stem.split('-')[0]} "
-            "mode=fine_tune` produces it."
-            if source
-            else "Train that run first or fix the path."
-        )
-        raise ConfigError(f"backbone.weights={weights!r}: checkpoint not found. {hint}")
+__all__ = ["build_model", "build_trainer", "run_training", "validate_config"]
 
 
 def ensure_store(cfg: DictConfig) -> dict[str, Any]:
@@ -85,6 +79,7 @@ def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtC
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks.append(RNGState())
     if cfg.mode.name == "gradual":
         callbacks.append(
             HeadFirstFinetuning(
@@ -99,7 +94,33 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     }
     kwargs.pop("_target_", None)
     kwargs["precision"] = precision
-    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers, default_root_dir=str(run_dir))
+    return L.Trainer(
+        **kwargs,
+        callbacks=callbacks,
+        logger=loggers,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def _search_siblings() -> bool:
+    """Look for earlier runs beside this one only for single runs: multirun jobs own their folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN
+
+
+def resume_plan(cfg: DictConfig, run_dir: Path) -> ResumePlan:
+    """Where this run continues from (``resume`` / ``ckpt_path``); see arttl.checkpointing."""
+    identity = {"experiment": cfg.experiment, "backbone": cfg.backbone.name, "mode": cfg.mode.name}
+    return plan_resume(
+        run_dir,
+        bool(cfg.get("resume", False)),
+        cfg.get("ckpt_path"),
+        identity,
+        search_siblings=_search_siblings(),
+    )
 
 
 def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -109,6 +130,15 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     start = time.time()
     run_dir = Path(run_dir)
     validate_config(cfg)
+    plan = resume_plan(cfg, run_dir)
+    if plan.finished:
+        print(f"skipping {plan.run_dir} (finished): results.json is there")
+        return json.loads((plan.run_dir / "results.json").read_text(encoding="utf-8"))
+    if plan.run_dir != run_dir:  # continue in the earlier run's folder (checkpoints, metrics.csv)
+        cfg.run_dir = str(plan.run_dir)
+        run_dir = plan.run_dir
+    if plan.ckpt_path is not None:
+        print(f"resuming from {plan.ckpt_path} (writing into {run_dir})")
     L.seed_everything(int(cfg.seed), workers=True)
     attrs = ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
@@ -134,13 +164,20 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             hflip=float(cfg.data.hflip),
             color_jitter=cfg.data.color_jitter,
             augment=bool(cfg.data.augment),
+            gpu_decode=bool(cfg.data.get("gpu_decode", False)),
         )
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(model, datamodule=dm)
-    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    val_raw = trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    test_raw = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+    if plan.ckpt_path is not None and trainer.is_global_zero:
+        keep_history(run_dir, plan.ckpt_path)
+    with ddp_job(trainer.world_size):
+        trainer.fit(model, datamodule=dm, ckpt_path=plan.ckpt_path)
+        ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+        # Re-validating the best checkpoint is not a new epoch: keep it out of the curves.
+        loggers, trainer.loggers = trainer.loggers, []
+        val_raw = trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        trainer.loggers = loggers
+        test_raw = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
     best_epoch = (
         int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
     )
@@ -173,6 +210,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "history_csv": "metrics.csv",
     }
     if trainer.is_global_zero:
+        merge_history(run_dir)
         write_results(run_dir / "results.json", record)
     return record
 

@@ -153,6 +153,15 @@ def test_partial_changes_only_the_top_groups(tmp_path, folder):
     changed = {n for n, t in before.items() if not torch.equal(t, after[n])}
     assert changed and changed <= top
     assert set(model.trainable) == top
+    # frozen BatchNorm layers keep their running statistics too (they stay in eval mode)
+    frozen_bn = {n.rsplit(".", 1)[0] for n in before if n not in top and n.endswith("bn1.weight")}
+    assert frozen_bn, "the test needs a frozen BatchNorm layer"
+    ckpt_buffers = dict(
+        ArtClassifier.from_checkpoint(record["checkpoint"]).backbone.named_buffers()
+    )
+    for name, buf in model.backbone.named_buffers():
+        if name.rsplit(".", 1)[0] in frozen_bn:
+            assert torch.equal(buf, ckpt_buffers[name]), name
 
 
 def test_checkpoint_transfer_loads_backbone_bit_identically(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,11 @@ class ArtClassifier(L.LightningModule):
             freeze_frozen_batchnorm(self.backbone)
         return self
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning >= 2.2 never calls .train() itself; this re-applies our frozen-BatchNorm
+        # rules each epoch, after fine-tuning callbacks (which run first) unfroze layers.
+        self.train()
+
     def setup(self, stage: str) -> None:
         if self.hparams["channels_last"]:
             self.to(memory_format=torch.channels_last)
@@ -141,7 +147,15 @@ class ArtClassifier(L.LightningModule):
         loss = F.cross_entropy(logits.float(), y)
         metrics.update(logits.detach().float(), y)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y))
+        # sync_dist: under DDP val/test loss is the mean over all ranks (metrics sync themselves)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            batch_size=len(y),
+            sync_dist=not on_step,
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
@@ -187,10 +201,26 @@ class ArtClassifier(L.LightningModule):
             raise ConfigError(f"ckpt={str(path)!r}: file not found.")
         try:
             # arttl checkpoints pickle their hyper-parameters: load only files you trust.
+            # mmap keeps this first look cheap for multi-GB checkpoints.
+            mmap = zipfile.is_zipfile(path)  # only torch's zip format can be memory-mapped
+            raw = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+        except Exception as err:  # truncated or non-torch files fail in many ways inside torch.load
+            raise ConfigError(
+                f"ckpt={str(path)!r} is not a readable arttl checkpoint "
+                f"({type(err).__name__}: {str(err)[:200]}); is the file truncated or of another kind?"
+            ) from err
+        hparams = raw.get("hyper_parameters") if isinstance(raw, dict) else None
+        if not isinstance(hparams, dict) or not {"backbone", "class_names"} <= hparams.keys():
+            raise ConfigError(
+                f"ckpt={str(path)!r} is not an arttl checkpoint: it has no arttl hyper-parameters "
+                "(backbone, class_names). Use a checkpoint written by `python -m arttl.train`."
+            )
+        del raw
+        try:
             model = cls.load_from_checkpoint(
                 path, map_location=map_location, weights_only=False, init_weights=False
             )
-        except Exception as err:  # corrupt or foreign files fail in many ways inside torch.load
+        except Exception as err:  # e.g. a state dict that no longer fits the architecture
             if isinstance(err, ConfigError):
                 raise
             raise ConfigError(f"ckpt={str(path)!r} is not an arttl checkpoint ({err}).") from err
