@@ -91,12 +91,13 @@ def test_every_experiment_fast_dev_run(tmp_path, experiment):
         ds = builder(tmp_path / "raw")
         overrides.append(f"dataset.root={ds.root}")
         overrides += [f"++dataset.reader.{k}={_hydra_value(v)}" for k, v in ds.options.items()]
-    else:
-        overrides.append(f"dataset.root={REPO / 'data' / 'demo' / 'images'}")
+    # demo: its images are found in the checkout although paths.root_dir is a temp folder
     if experiment.endswith("_from_rijks"):
         _transfer_ckpt(tmp_path)
         overrides.append("source_experiment=rijks_type")
     cfg = compose_train(tmp_path, *overrides)
+    if experiment == "demo":
+        assert cfg.dataset.root == str(REPO / "data" / "demo" / "images")
     record = run_training(cfg, cfg.run_dir)
     assert record["experiment"] == experiment
     assert record["challenge"] == cfg.dataset.challenge
