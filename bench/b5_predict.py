@@ -3,7 +3,7 @@ channels_last / bf16 autocast / torch.compile add to the network on this CPU.
 
 End to end (decode + transform + network + top-k) on the large JPEGs of B1:
 (a) naive: one image at a time, full-size decode, float transform, eager fp32;
-(b) ``arttl.prediction.predict_images`` (what ``python -m arttl.predict`` runs: draft decode
+(b) ``arttl.inference.prediction.predict_images`` (what ``python -m arttl.predict`` runs: draft decode
 to shorter side 384, uint8 batches, DataLoader workers).
 Network only, on a preloaded uint8 batch: eager fp32, channels_last, bf16 autocast, both,
 and ``torch.compile`` (skip it with ``--no-compile``).
@@ -27,8 +27,8 @@ import timm.data
 import torch
 from PIL import Image
 
+from arttl.inference.prediction import predict_images
 from arttl.models.classifier import ArtClassifier
-from arttl.prediction import predict_images
 
 
 @torch.inference_mode()

@@ -13,7 +13,7 @@ from rich.table import Table
 from arttl.cli import user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.evaluation import evaluate_checkpoint
+from arttl.inference.evaluation import evaluate_checkpoint
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")

@@ -12,7 +12,7 @@ from rich.console import Console
 from arttl.cli import user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.exporting import FORMATS, SUFFIXES, export_checkpoint
+from arttl.inference.exporting import FORMATS, SUFFIXES, export_checkpoint
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")

@@ -13,7 +13,12 @@ from rich.table import Table
 from arttl.cli import user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.prediction import gather_inputs, load_classifier, predict_images, write_predictions
+from arttl.inference.prediction import (
+    gather_inputs,
+    load_classifier,
+    predict_images,
+    write_predictions,
+)
 
 
 def _required(cfg: DictConfig, key: str) -> object:

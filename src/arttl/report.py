@@ -12,8 +12,8 @@ from rich.table import Table
 
 from arttl.cli import USER_ERROR_EXIT, user_errors
 from arttl.config import CONF_DIR
-from arttl.reporting import TABLES, make_report
-from arttl.tables import rich_rows
+from arttl.reporting.runs import TABLES, make_report
+from arttl.reporting.tables import rich_rows
 
 # Hydra flags whose next argument is their value, not a runs folder.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}

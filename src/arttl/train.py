@@ -10,7 +10,7 @@ from rich.table import Table
 
 from arttl.cli import user_errors
 from arttl.config import CONF_DIR
-from arttl.training import run_training
+from arttl.training.run import run_training
 
 
 def print_results(record: dict) -> None:

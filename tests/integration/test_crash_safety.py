@@ -14,10 +14,10 @@ import pytest
 import torch
 from lightning.fabric.plugins.io import torch_io
 
-from arttl.checkpointing import AtomicCheckpointIO
 from arttl.data.datamodule import check_store
 from arttl.data.store import SPLITS, read_attrs, split_file
 from arttl.errors import ConfigError
+from arttl.training.checkpointing import AtomicCheckpointIO
 from tests.fixtures.raw_datasets import make_imagefolder
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arttl.training import run_training
+from arttl.training.run import run_training
 from tests.fixtures.raw_datasets import make_imagefolder
 from tests.fixtures.training import FAST, compose_train
 

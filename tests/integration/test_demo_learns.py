@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arttl.training import run_training
+from arttl.training.run import run_training
 from tests.fixtures.training import compose_train
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "images"

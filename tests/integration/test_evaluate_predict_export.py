@@ -23,10 +23,10 @@ from arttl import predict as predict_cli
 from arttl.data.images import load_rgb
 from arttl.data.store import H5ImageDataset
 from arttl.errors import ConfigError
-from arttl.evaluation import confident_mistakes, evaluate_checkpoint, plot_confusion
-from arttl.exporting import export_checkpoint
+from arttl.inference.evaluation import confident_mistakes, evaluate_checkpoint, plot_confusion
+from arttl.inference.exporting import export_checkpoint
+from arttl.inference.prediction import gather_inputs, load_classifier
 from arttl.models.classifier import ArtClassifier
-from arttl.prediction import gather_inputs, load_classifier
 from tests.fixtures.tiny_runs import colour_image, make_checkpoint, make_store
 
 CLASSES = ("blue", "green", "red", "ochre", "violet", "grey")  # 6: top-3 and top-5 both count
@@ -44,7 +44,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def reference(tiny: dict[str, Path]) -> dict[str, np.ndarray]:
-    """Logits and labels of the test split, computed here without arttl.evaluation."""
+    """Logits and labels of the test split, computed here without arttl.inference.evaluation."""
     model = ArtClassifier.from_checkpoint(tiny["ckpt"])
     data = H5ImageDataset(tiny["store"] / "test.h5", transform=model.eval_transform())
     x = torch.stack([data[i][0] for i in range(len(data))])

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from arttl.models.classifier import ArtClassifier
-from arttl.training import build_model, run_training
+from arttl.training.run import build_model, run_training
 from tests.fixtures.raw_datasets import make_imagefolder
 from tests.fixtures.training import compose_train
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arttl.training import run_training
+from arttl.training.run import run_training
 from tests.fixtures.raw_datasets import make_imagefolder
 from tests.fixtures.training import compose_train
 

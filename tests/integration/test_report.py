@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from arttl import report as report_cli
-from arttl.curves import read_history
 from arttl.errors import ConfigError
-from arttl.reporting import make_report
+from arttl.reporting.curves import read_history
+from arttl.reporting.runs import make_report
 from arttl.results import ResultsSchemaError
 from tests.fixtures.sweep import RUNS, TABLE2_CSV, TABLE2_MD, make_sweep, markdown_cells
 from tests.fixtures.tiny_runs import results_record, write_run
@@ -167,7 +167,7 @@ def test_cli_bad_input_exits_2_with_a_message(
 @pytest.mark.slow  # two real training runs: about 30 s on 2 CPU cores
 def test_real_training_runs_feed_the_report(tmp_path: Path) -> None:
     """The contract between train and report: results.json plus metrics.csv beside it."""
-    from arttl.training import run_training
+    from arttl.training.run import run_training
     from tests.fixtures.raw_datasets import make_imagefolder
     from tests.fixtures.training import compose_train
 

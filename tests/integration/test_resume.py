@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from arttl.checkpointing import plan_resume
-from arttl.training import run_training
+from arttl.training.checkpointing import plan_resume
+from arttl.training.run import run_training
 from tests.fixtures.raw_datasets import make_imagefolder
 from tests.fixtures.training import FAST, compose_train
 

@@ -15,7 +15,7 @@ from arttl.data import features as features_mod
 from arttl.errors import ConfigError
 from arttl.models.classifier import ArtClassifier
 from arttl.models.transfer import layer_groups
-from arttl.training import build_model, run_training
+from arttl.training.run import build_model, run_training
 from tests.fixtures.raw_datasets import (
     make_antwerp,
     make_imagefolder,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from arttl.errors import ConfigError
-from arttl.validation import validate_config
+from arttl.training.validation import validate_config
 from tests.fixtures.training import compose_train
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "images"

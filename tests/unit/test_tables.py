@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from arttl.errors import ConfigError
+from arttl.reporting.tables import best_mask, table2, table3, to_csv_frame, to_latex, to_markdown
 from arttl.results import collect_results
-from arttl.tables import best_mask, table2, table3, to_csv_frame, to_latex, to_markdown
 from tests.fixtures.sweep import (
     TABLE2_CSV,
     TABLE2_MD,

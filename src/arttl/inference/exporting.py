@@ -25,8 +25,8 @@ from torch import nn
 import arttl
 from arttl.atomic import atomic_path, write_json_atomic
 from arttl.errors import ConfigError, choice_error
+from arttl.inference.prediction import load_classifier
 from arttl.models.classifier import ArtClassifier
-from arttl.prediction import load_classifier
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}

@@ -16,7 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 import arttl
 from arttl.atomic import atomic_path
-from arttl.checkpointing import (
+from arttl.data.config import prepare_from_config
+from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_store
+from arttl.data.features import cached_features
+from arttl.data.store import SPLITS, read_class_names, split_file
+from arttl.data.summary import print_store_summary
+from arttl.models.classifier import TOP_KS, ArtClassifier
+from arttl.models.transfer import HeadFirstFinetuning
+from arttl.training.checkpointing import (
     AtomicCheckpointIO,
     ResumePlan,
     RNGState,
@@ -24,15 +31,8 @@ from arttl.checkpointing import (
     merge_history,
     plan_resume,
 )
-from arttl.data.config import prepare_from_config
-from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_store
-from arttl.data.features import cached_features
-from arttl.data.store import SPLITS, read_class_names, split_file
-from arttl.data.summary import print_store_summary
-from arttl.distributed import ddp_job
-from arttl.models.classifier import TOP_KS, ArtClassifier
-from arttl.models.transfer import HeadFirstFinetuning
-from arttl.validation import validate_config
+from arttl.training.distributed import ddp_job
+from arttl.training.validation import validate_config
 
 __all__ = ["build_model", "build_trainer", "run_training", "validate_config"]
 
@@ -112,7 +112,7 @@ def _search_siblings() -> bool:
 
 
 def resume_plan(cfg: DictConfig, run_dir: Path) -> ResumePlan:
-    """Where this run continues from (``resume`` / ``ckpt_path``); see arttl.checkpointing."""
+    """Where this run continues from (``resume`` / ``ckpt_path``); see arttl.training.checkpointing."""
     identity = {"experiment": cfg.experiment, "backbone": cfg.backbone.name, "mode": cfg.mode.name}
     return plan_resume(
         run_dir,

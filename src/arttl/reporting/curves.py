@@ -13,8 +13,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from arttl.atomic import atomic_path
+from arttl.reporting.tables import INIT_LABELS, MODE_LABELS
 from arttl.results import INIT_IMAGENET
-from arttl.tables import INIT_LABELS, MODE_LABELS
 
 LINESTYLES = {"off_the_shelf": "--", "fine_tune": "-", "partial": "-.", "gradual": ":"}
 

@@ -35,8 +35,8 @@ from torchmetrics.classification import (
 from arttl.atomic import atomic_path, write_json_atomic, write_text_atomic
 from arttl.data.store import SPLITS, H5ImageDataset, is_complete, read_class_names, split_file
 from arttl.errors import ConfigError, choice_error
+from arttl.inference.prediction import load_classifier
 from arttl.models.classifier import TOP_KS, ArtClassifier
-from arttl.prediction import load_classifier
 
 TOP_K_SAVED = 5  # ranks written per image in predictions.csv
 STDERR = Console(stderr=True)  # progress on stderr keeps stdout for the results

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from arttl.atomic import atomic_path, write_text_atomic
-from arttl.curves import plot_learning_curves
+from arttl.reporting.curves import plot_learning_curves
+from arttl.reporting.tables import latex_escape, table2, table3, to_csv_frame, to_latex, to_markdown
 from arttl.results import collect_results
-from arttl.tables import latex_escape, table2, table3, to_csv_frame, to_latex, to_markdown
 
 TABLES = {
     "table2": "Table 2: off-the-shelf versus fine-tuning (ImageNet initialisation θ)",

@@ -1,0 +1,1 @@
+"""From a checkpoint to answers: evaluation on a split, prediction on new images, export."""

@@ -1,0 +1,1 @@
+"""From many results.json to the paper's tables and learning curves."""

@@ -1,0 +1,1 @@
+"""One training run: config validation, resume and checkpoints, DDP, fit/test, results."""
