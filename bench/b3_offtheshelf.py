@@ -40,15 +40,7 @@ def ahe_folder(per_class: int) -> Path:
 
 
 def trainer(epochs: int) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    return common.quiet_trainer(max_epochs=epochs, num_sanity_val_steps=0)
 
 
 def model(backbone: str, size: int, classes: int) -> ArtClassifier:

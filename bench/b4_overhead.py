@@ -46,16 +46,9 @@ def lightning_run(
     model: ArtClassifier, data: TensorDataset, batch: int, warmup: int, steps: int
 ) -> float:
     timer = StepTimer(warmup)
-    L.Trainer(
-        max_steps=warmup + steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[timer],
-    ).fit(model.train(), DataLoader(data, batch_size=batch, shuffle=True))
+    common.quiet_trainer(max_steps=warmup + steps, limit_val_batches=0, callbacks=[timer]).fit(
+        model, DataLoader(data, batch_size=batch, shuffle=True)
+    )
     return timer.seconds
 
 

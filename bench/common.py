@@ -138,3 +138,17 @@ def report(name: str, title: str, df: pd.DataFrame, command: str, notes: str = "
     if notes:
         md += f"\n{notes}\n"
     (RESULTS / f"{name}.md").write_text(md)
+
+
+def quiet_trainer(**kwargs: Any) -> Any:
+    """A CPU Trainer with no logs, checkpoints or bars, so only the work itself is timed."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )

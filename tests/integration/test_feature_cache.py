@@ -18,6 +18,7 @@ from arttl.data.sources import get_reader
 from arttl.data.store import H5ImageDataset, split_file
 from arttl.models.classifier import ArtClassifier
 from tests.fixtures.raw_datasets import make_imagefolder
+from tests.fixtures.training import quiet_trainer
 
 BATCH = 8
 
@@ -46,15 +47,7 @@ def _model() -> ArtClassifier:
 
 def _fit(model: ArtClassifier, train: DataLoader) -> None:
     L.seed_everything(1)  # the same shuffling for both runs
-    L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    ).fit(model, train_dataloaders=train)
+    quiet_trainer(max_epochs=2, limit_val_batches=0).fit(model, train_dataloaders=train)
 
 
 def test_cached_features_train_the_same_head_as_the_frozen_backbone(store, tmp_path):

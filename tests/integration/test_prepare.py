@@ -20,13 +20,8 @@ from arttl.data.sources import get_reader
 from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
 from tests.fixtures.bad_images import make_bad_image_zoo
 from tests.fixtures.raw_datasets import (
-    make_antwerp,
+    ALL_BUILDERS,
     make_imagefolder,
-    make_pandora,
-    make_rijks_csv,
-    make_rijks_xml,
-    make_wikiart_lists,
-    make_wikiart_rasta,
 )
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -50,15 +45,7 @@ def read_store(store: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "label", "split"])
 
 
-BUILDERS = {
-    "imagefolder": make_imagefolder,
-    "rijks_csv": make_rijks_csv,
-    "rijks_xml": make_rijks_xml,
-    "antwerp": make_antwerp,
-    "pandora": make_pandora,
-    "wikiart_lists": make_wikiart_lists,
-    "wikiart_rasta": make_wikiart_rasta,
-}
+BUILDERS = ALL_BUILDERS  # every raw layout the fixtures can build, the CSV table included
 
 
 @pytest.mark.parametrize("layout", sorted(BUILDERS))

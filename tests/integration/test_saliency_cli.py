@@ -8,19 +8,16 @@ import sys
 from pathlib import Path
 
 import huggingface_hub.constants
-import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
-from torch.utils.data import DataLoader, TensorDataset
 
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.models.classifier import ArtClassifier
 from arttl.saliency import run_saliency
+from tests.fixtures.training import tiny_checkpoint
 from tests.unit.test_explain_models import fake_imagenet_cache
 
 RIJKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rijks_figures"
@@ -28,21 +25,7 @@ CLASSES = ["etching", "painting", "drawing"]
 
 
 def train_tiny_checkpoint(path: Path, seed: int) -> Path:
-    """What `arttl.train` leaves behind, in miniature: one epoch of test_resnet at 64 px."""
-    L.seed_everything(seed)
-    model = ArtClassifier("test_resnet", num_classes=3, class_names=CLASSES, image_size=64)
-    x = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        accelerator="cpu",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, DataLoader(TensorDataset(x, torch.arange(8) % 3), batch_size=4))
-    trainer.save_checkpoint(path)
-    return path
+    return tiny_checkpoint(path, CLASSES, seed)
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import huggingface_hub.constants
-import lightning as L
 import pytest
 import timm
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, TensorDataset
 
 from arttl.errors import ConfigError
 from arttl.explain.models import ExplainedModel, load_model, load_models, resolve_device
 from arttl.models.classifier import ArtClassifier
+from tests.fixtures.training import tiny_checkpoint
 
 CLASSES = ["altar", "apse", "vault"]
 
@@ -23,15 +22,7 @@ CLASSES = ["altar", "apse", "vault"]
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real arttl checkpoint: test_resnet at 64 px, one epoch on 8 random uint8 images."""
-    L.seed_everything(0)
-    model = ArtClassifier("test_resnet", num_classes=3, class_names=CLASSES, image_size=64)
-    x = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, accelerator="cpu",
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(model, DataLoader(TensorDataset(x, torch.arange(8) % 3), batch_size=4))
-    path = tmp_path_factory.mktemp("ckpt") / "test_resnet-fine_tune.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "test_resnet-fine_tune.ckpt", CLASSES)
 
 
 @pytest.fixture
