@@ -95,6 +95,11 @@ class ResumePlan:
     finished: bool = False  # resume=true found results.json there: nothing left to do
 
 
+def checkpoint_epoch(ckpt: str | Path) -> int:
+    """The epoch a Lightning checkpoint was saved in; mmap reads it without loading the weights."""
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+
+
 def _matches(ckpt: Path, identity: dict[str, str]) -> bool:
     """Whether ``ckpt`` was written by a run of the same experiment / backbone / mode."""
     try:
@@ -150,7 +155,7 @@ def _plan(run_dir: Path, ckpt: Path | None) -> ResumePlan:
 def keep_history(run_dir: Path, ckpt_path: Path) -> None:
     """Set aside the metrics.csv rows up to the checkpoint's epoch before Lightning's CSVLogger
     deletes the file (it starts a fresh metrics.csv in a non-empty folder)."""
-    epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    epoch = checkpoint_epoch(ckpt_path)
     frames = [
         pd.read_csv(p)
         for p in (run_dir / HISTORY_BEFORE_RESUME, run_dir / HISTORY)

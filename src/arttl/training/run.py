@@ -27,6 +27,7 @@ from arttl.training.checkpointing import (
     AtomicCheckpointIO,
     ResumePlan,
     RNGState,
+    checkpoint_epoch,
     keep_history,
     merge_history,
     plan_resume,
@@ -34,7 +35,7 @@ from arttl.training.checkpointing import (
 from arttl.training.distributed import ddp_job
 from arttl.training.validation import validate_config
 
-__all__ = ["build_model", "build_trainer", "run_training", "validate_config"]
+__all__ = ["build_model", "build_trainer", "run_training"]
 
 
 def ensure_store(cfg: DictConfig) -> dict[str, Any]:
@@ -44,15 +45,10 @@ def ensure_store(cfg: DictConfig) -> dict[str, Any]:
     return check_store(store_dir, cfg.dataset.challenge)
 
 
-def _metrics(raw: dict[str, float], stage: str, num_classes: int) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for k in TOP_KS:
-        value = raw.get(f"{stage}/top{k}")
-        out[f"top{k}"] = float(value) if value is not None and (k < num_classes or k == 1) else None
-    for key in ("macro_top1", "loss"):
-        value = raw.get(f"{stage}/{key}")
-        out[key] = float(value) if value is not None else None
-    return out
+def _metrics(raw: dict[str, float], stage: str) -> dict[str, float | None]:
+    """The logged metrics of one stage; a top-k the module didn't create (k >= classes) is None."""
+    keys = [f"top{k}" for k in TOP_KS] + ["macro_top1", "loss"]
+    return {key: None if (v := raw.get(f"{stage}/{key}")) is None else float(v) for key in keys}
 
 
 def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtClassifier:
@@ -178,9 +174,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         val_raw = trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
         trainer.loggers = loggers
         test_raw = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    best_epoch = (
-        int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]) if best else None
-    )
+    best_epoch = checkpoint_epoch(best) if best else None
     stable = None
     if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
         stable = (
@@ -201,8 +195,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "num_classes": len(class_names),
         "samples": counts,
         "best_epoch": best_epoch,
-        "val": _metrics(val_raw, "val", len(class_names)),
-        "test": _metrics(test_raw, "test", len(class_names)),
+        "val": _metrics(val_raw, "val"),
+        "test": _metrics(test_raw, "test"),
         "wall_seconds": round(time.time() - start, 2),
         "versions": _versions(),
         "seed": int(cfg.seed),

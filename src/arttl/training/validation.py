@@ -339,10 +339,14 @@ def combination_problems(c: dict[str, Any]) -> list[str]:
 
 
 def _check_weights(c: dict[str, Any]) -> None:
-    from arttl.models.backbone import cached_imagenet_file
+    from arttl.models.backbone import (
+        CHECKPOINT_SUFFIXES,
+        WEIGHT_FILE_SUFFIXES,
+        cached_imagenet_file,
+    )
 
     name, weights = c["backbone"].get("name"), str(c["backbone"].get("weights"))
-    if weights.endswith(".ckpt") and not Path(weights).is_file():
+    if weights.endswith(CHECKPOINT_SUFFIXES) and not Path(weights).is_file():
         source = c.get("source_experiment")
         hint = (
             f"`python -m arttl.train +experiment={source} backbone={Path(weights).stem.split('-')[0]} "
@@ -351,7 +355,7 @@ def _check_weights(c: dict[str, Any]) -> None:
             else "Train that run first or fix the path."
         )
         raise ConfigError(f"backbone.weights={weights!r}: checkpoint not found. {hint}")
-    if weights.endswith((".safetensors", ".pth", ".pt", ".bin")) and not Path(weights).is_file():
+    if weights.endswith(WEIGHT_FILE_SUFFIXES) and not Path(weights).is_file():
         raise ConfigError(f"backbone.weights={weights!r}: file not found.")
     if weights == "imagenet" and cached_imagenet_file(name) is None:
         raise ConfigError(
