@@ -18,6 +18,7 @@ from arttl.data import build
 from arttl.data.build import StoreSettings, prepare_dataset, store_is_current
 from arttl.data.sources import get_reader
 from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
+from arttl.errors import ConfigError
 from tests.fixtures.bad_images import make_bad_image_zoo
 from tests.fixtures.raw_datasets import (
     ALL_BUILDERS,
@@ -143,6 +144,22 @@ def test_interrupted_prepare_leaves_no_store_that_looks_complete(tmp_path, monke
     monkeypatch.setattr(build, "write_split", real)
     assert prepare(ds, store)["reused"] is False
     assert store_is_current(store, read_attrs(split_file(store, "val"))["config_hash"])
+
+
+def test_fewer_than_two_classes_fails_before_any_decoding(tmp_path, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("images were decoded before the class check")
+
+    monkeypatch.setattr(build, "decode_all", no_decoding)
+    with pytest.raises(ConfigError, match=r"only 1 class\(es\) left.*at least 2 are needed"):
+        prepare(make_imagefolder(tmp_path, classes=("altar",)), tmp_path / "store")
+    # two classes, but one too small for every split: dropped, which again leaves one
+    ds = make_imagefolder(tmp_path / "b", n_per_class=10, classes=("altar", "apse"))
+    for path in sorted((ds.root / "apse").iterdir())[2:]:
+        path.unlink()
+    with pytest.raises(ConfigError, match=r"only 1 class\(es\) left"):
+        prepare(ds, tmp_path / "store2")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "store2").exists()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -125,6 +125,21 @@ def _drain(results: Any, ds: h5py.Dataset, rejected: dict, progress: Progress, t
         progress.advance(task)
 
 
+def _class_names(
+    split: pd.DataFrame, identity: dict[str, Any], settings: StoreSettings
+) -> list[str]:
+    """The classes a split keeps; fewer than 2 cannot train a classifier."""
+    class_names = sorted(split["label"].unique())
+    if len(class_names) < 2:
+        raise ConfigError(
+            f"dataset {identity.get('dataset')!r}/{identity.get('challenge')!r}: only "
+            f"{len(class_names)} class(es) left after cleaning and splitting "
+            f"(min_per_split={settings.min_per_split}); at least 2 are needed. Check the labels "
+            "or lower store.min_per_split."
+        )
+    return class_names
+
+
 def build_store(
     table: pd.DataFrame,
     store_dir: str | Path,
@@ -147,6 +162,12 @@ def build_store(
             f"dataset.root={identity.get('root')!r}: no images were found to prepare."
         )
     table = table.sort_values("path", kind="stable").reset_index(drop=True)
+    # Fail before decoding when even a perfect decode would leave < 2 classes.
+    _class_names(
+        assign_splits(table, settings.fractions, settings.seed, settings.min_per_split),
+        identity,
+        settings,
+    )
     with atomic_path(store_dir) as tmp:
         tmp.mkdir(parents=True)
         pool_file = tmp / "_decoded.h5"
@@ -157,14 +178,7 @@ def build_store(
         accepted = table.drop(index=list(rejected)).copy()
         accepted["row"] = accepted.index
         split = assign_splits(accepted, settings.fractions, settings.seed, settings.min_per_split)
-        class_names = sorted(split["label"].unique())
-        if len(class_names) < 2:
-            raise ConfigError(
-                f"dataset {identity.get('dataset')!r}/{identity.get('challenge')!r}: only "
-                f"{len(class_names)} class(es) left after cleaning and splitting "
-                f"(min_per_split={settings.min_per_split}); at least 2 are needed. Check the labels "
-                "or lower store.min_per_split."
-            )
+        class_names = _class_names(split, identity, settings)
         index = {name: i for i, name in enumerate(class_names)}
         counts = {s: int((split["split"] == s).sum()) for s in SPLITS}
         attrs = {
