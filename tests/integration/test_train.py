@@ -150,6 +150,8 @@ def test_partial_changes_only_the_top_groups(tmp_path, folder):
     n_top = round(len(groups) * 0.4)
     top = {n for g in groups[-n_top:] for n in g}
     record = run_training(cfg, cfg.run_dir)
+    stable = tmp_path / "checkpoints" / "default" / "test_resnet-partial.ckpt"
+    assert record["checkpoint"] == str(stable) and stable.is_file()  # the name *_from_rijks use
     after = dict(ArtClassifier.from_checkpoint(record["checkpoint"]).backbone.named_parameters())
     changed = {n for n, t in before.items() if not torch.equal(t, after[n])}
     assert changed and changed <= top
@@ -181,6 +183,16 @@ def test_missing_source_checkpoint_names_the_command(tmp_path):
     cfg = compose_train(tmp_path, "+experiment=antwerp_type_from_rijks", f"dataset.root={ds.root}")
     with pytest.raises(ConfigError, match=r"arttl.train \+experiment=rijks_type"):
         run_training(cfg, cfg.run_dir)
+
+
+def test_resuming_a_checkpoint_of_other_classes_is_a_clear_error(tmp_path, folder):
+    ckpt = _transfer_ckpt(tmp_path, num_classes=3)  # r0, r1, r2; the folder has a, b, c, d
+    cfg = compose_train(tmp_path, *short(folder), f"ckpt_path={ckpt}")
+    with pytest.raises(
+        ConfigError, match=r"trained on 3 classes \(r0, r1, r2\).*has 4 \(a, b, c, d\)"
+    ):
+        run_training(cfg, cfg.run_dir)
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_same_seed_same_metrics(tmp_path, folder):

@@ -95,15 +95,33 @@ class ResumePlan:
     finished: bool = False  # resume=true found results.json there: nothing left to do
 
 
+def _payload(ckpt: str | Path) -> dict[str, Any]:
+    """A checkpoint's dict; mmap reads the small entries without loading the weights."""
+    return torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+
+
 def checkpoint_epoch(ckpt: str | Path) -> int:
-    """The epoch a Lightning checkpoint was saved in; mmap reads it without loading the weights."""
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    """The epoch a Lightning checkpoint was saved in."""
+    return int(_payload(ckpt)["epoch"])
+
+
+def check_same_classes(ckpt: str | Path, class_names: list[str]) -> None:
+    """A run continues only with the classes it was trained on (the head has one output each)."""
+    saved = list(_payload(ckpt).get("hyper_parameters", {}).get("class_names") or [])
+    if saved != list(class_names):
+        raise ConfigError(
+            f"ckpt_path/resume: {str(ckpt)!r} was trained on {len(saved)} classes "
+            f"({', '.join(saved[:5])}{', ...' if len(saved) > 5 else ''}) but this run's store has "
+            f"{len(class_names)} ({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}). "
+            "Resume with the same dataset and challenge, or start a transfer to the new classes "
+            "with backbone.weights=<that .ckpt> instead."
+        )
 
 
 def _matches(ckpt: Path, identity: dict[str, str]) -> bool:
     """Whether ``ckpt`` was written by a run of the same experiment / backbone / mode."""
     try:
-        payload = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+        payload = _payload(ckpt)
     except Exception:  # an unreadable file is never resumed from
         return False
     hparams = payload.get("hyper_parameters", {})

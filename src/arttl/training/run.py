@@ -27,6 +27,7 @@ from arttl.training.checkpointing import (
     AtomicCheckpointIO,
     ResumePlan,
     RNGState,
+    check_same_classes,
     checkpoint_epoch,
     keep_history,
     merge_history,
@@ -139,6 +140,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     attrs = ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
     class_names = read_class_names(split_file(store_dir, "train"))
+    if plan.ckpt_path is not None:
+        check_same_classes(plan.ckpt_path, class_names)
     model = build_model(cfg, class_names, str(store_dir))
     dm: L.LightningDataModule
     if cfg.mode.name == "off_the_shelf":
