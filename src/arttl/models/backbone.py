@@ -75,6 +75,25 @@ def load_arttl_backbone_state(ckpt: str | Path, backbone: str) -> dict[str, torc
     return {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
 
 
+def _check_loaded(model: nn.Module, fresh: nn.Module, weights: str, name: str) -> None:
+    """timm loads with strict=False once the classifier is dropped (num_classes=0), so a file of
+    another architecture would leave the random init in place with only a log line. A parameter
+    still equal to the same-seed random init (constant inits such as BatchNorm's excepted) was
+    not in the file."""
+    init = dict(fresh.named_parameters())
+    missing = [
+        key
+        for key, p in model.named_parameters()
+        if torch.equal(p, init[key]) and not bool((init[key] == init[key].flatten()[0]).all())
+    ]
+    if missing:
+        raise ConfigError(
+            f"backbone.weights={weights!r} does not fit backbone {name!r}: {len(missing)} "
+            f"tensors were not in the file ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). "
+            "Pass weights saved from the same timm architecture."
+        )
+
+
 def create_backbone(
     name: str, weights: str | None = "none", image_size: int | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -107,13 +126,18 @@ def create_backbone(
         if not Path(weights).is_file():
             raise ConfigError(f"backbone.weights={weights!r}: file not found.")
         try:
-            model = _create(
-                name, image_size, pretrained=True, pretrained_cfg_overlay={"file": weights}
-            )
+            with torch.random.fork_rng():  # the same random init twice, global RNG untouched
+                torch.manual_seed(0)
+                fresh = _create(name, image_size, pretrained=False)
+                torch.manual_seed(0)
+                model = _create(
+                    name, image_size, pretrained=True, pretrained_cfg_overlay={"file": weights}
+                )
         except RuntimeError as err:
             raise ConfigError(
                 f"backbone.weights={weights!r} does not fit backbone {name!r}: {str(err)[:300]}"
             ) from err
+        _check_loaded(model, fresh, weights, name)
     else:
         raise ConfigError(
             f"backbone.weights={weights!r} is not valid; use imagenet, none, a weights file "
