@@ -254,6 +254,11 @@ def test_predict_input_can_be_a_list_file_or_one_image(
     table = pd.read_csv(out / "predictions.csv")
     assert len(table) == 1 and f"label_{len(CLASSES)}" in table  # top_k capped at the classes
     assert table.filter(like="prob_").sum(axis=1).iloc[0] == pytest.approx(1.0, abs=1e-4)
+    out = tmp_path / "several"  # a Hydra list mixing an image and a list file
+    _run(monkeypatch, predict_cli, tmp_path, f"ckpt={tiny['ckpt']}",
+         f"input=[{new_images / 'img2.png'},{listing}]", f"out_dir={out}")  # fmt: skip
+    paths = pd.read_csv(out / "predictions.csv")["path"].tolist()
+    assert sorted(Path(p).name for p in paths) == ["grey.jpg", "img1.png", "img2.png"]
 
 
 @pytest.mark.parametrize(

@@ -67,8 +67,16 @@ def test_every_layout_prepares_a_consistent_store(tmp_path, layout):
     assert len(got) == ds.n_rows
     attrs = read_attrs(split_file(store, "train"))
     assert attrs["challenge"] == ds.challenge and attrs["complete"]
+    assert attrs["source"] == ds.source
     assert attrs["arttl_version"] and attrs["config_hash"] and attrs["seed"] == 0
     assert summary["counts"] == got["split"].value_counts().reindex(SPLITS).to_dict()
+
+
+def test_images_are_stored_at_the_configured_shorter_side(tmp_path):
+    ds = make_imagefolder(tmp_path, n_per_class=6, size=(90, 60))
+    prepare(ds, tmp_path / "store", settings=StoreSettings(shorter_side=40, quality=90, seed=0))
+    data = H5ImageDataset(split_file(tmp_path / "store", "train"))
+    assert {data[i][0].size for i in range(len(data))} == {(60, 40)}  # 90x60 -> 60x40
 
 
 def test_bad_images_are_rejected_with_reasons_and_the_rest_is_kept(tmp_path):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pandas as pd
 import pytest
 import torch
 
@@ -204,6 +205,17 @@ def test_same_seed_same_metrics(tmp_path, folder):
         results.append(run_training(cfg, cfg.run_dir))
     assert results[0]["val"] == results[1]["val"]
     assert results[0]["test"] == results[1]["test"]
+
+
+def test_the_lowest_val_loss_checkpoint_is_the_one_tested(tmp_path, folder):
+    # lr 0.1 on this tiny set overshoots after epoch 3, so the best epoch is not the last
+    cfg = compose_train(tmp_path, *short(folder), "trainer.max_epochs=6", "mode.optimizer.lr=0.1")
+    record = run_training(cfg, cfg.run_dir)
+    history = pd.read_csv(tmp_path / "run" / "metrics.csv").dropna(subset=["val/loss"])
+    losses = history.set_index("epoch")["val/loss"]
+    assert losses.idxmin() != losses.index.max(), "the setup needs a best epoch before the last"
+    assert record["best_epoch"] == losses.idxmin()
+    assert record["val"]["loss"] == pytest.approx(losses.min(), rel=1e-4, abs=1e-6)
 
 
 def test_bad_choices_fail_before_training(tmp_path, folder):
