@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,18 @@ def test_store_round_trip_with_two_workers(tmp_path):
         assert (manifest.loc[paths, "split"] == split).all()
         image, _ = data[0]
         assert image.dtype == np.uint8 and image.shape[2] == 3
+
+
+def test_store_files_are_opened_lazily_once_per_process(tmp_path):
+    ds = make_imagefolder(tmp_path, n_per_class=6)
+    prepare(ds, tmp_path / "store")
+    data = H5ImageDataset(split_file(tmp_path / "store", "train"))
+    assert data._file is None  # construction reads metadata only, with the file closed again
+    data[0]
+    assert data._file is not None and data._file.id.valid
+    worker_copy = pickle.loads(pickle.dumps(data))  # what a DataLoader worker receives
+    assert worker_copy._file is None
+    assert worker_copy[0][1] == data[0][1]
 
 
 def test_worker_count_does_not_change_the_store(tmp_path):

@@ -24,7 +24,7 @@ from tests.fixtures.raw_datasets import (
     make_rijks_csv,
     make_wikiart_lists,
 )
-from tests.fixtures.training import compose_train
+from tests.fixtures.training import FAST, compose_train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -244,6 +244,14 @@ def test_divergence_stops_with_a_clear_error(tmp_path, folder):
     cfg = compose_train(tmp_path, *short(folder), "mode.optimizer.lr=1e30")
     with pytest.raises(TrainingDiverged, match=r"optimizer\.lr"):
         run_training(cfg, cfg.run_dir)
+    # the CLI turns it into exit code 3 and one line, no traceback
+    cli = subprocess.run(
+        [sys.executable, "-m", "arttl.train", *FAST, *short(folder), "mode.optimizer.lr=1e30",
+         f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/cli"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert cli.returncode == 3, cli.stderr[-2000:]
+    assert "training loss became" in cli.stderr and "Traceback" not in cli.stderr
 
 
 def test_multirun_2x2_writes_four_results(tmp_path, folder):

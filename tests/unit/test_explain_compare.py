@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ from arttl.explain.compare import (
     top_iou,
     top_mask,
 )
-from arttl.explain.figure import display_scale, write_outputs
+from arttl.explain.figure import comparison_figure, display_scale, write_outputs
 from arttl.explain.methods import explain
 from arttl.explain.models import ExplainedModel
 from arttl.models.classifier import ArtClassifier
@@ -131,6 +132,13 @@ def test_compare_models_writes_everything(image_dir, tmp_path) -> None:
     assert comp.images[0].results[2].map.shape == (96, 96)
     assert comp.images[0].results[2].native_map.shape == (96, 96)
     assert comp.images[0].results[0].native_map.shape == (64, 64)
+
+    fig = comparison_figure(comp)  # each map: model name, its top-1 label and probability
+    for row, img in enumerate(comp.images):
+        titles = [fig.axes[row * 4 + 1 + j].get_title() for j in range(3)]
+        for title, res in zip(titles, img.results, strict=True):
+            assert title == f"{res.model}\n{res.label} ({res.probability:.0%})"
+    plt.close(fig)
 
     paths = write_outputs(comp, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
