@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from arttl.cli import user_errors
+from arttl.cli import run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.data.config import prepare_from_config
 from arttl.data.summary import print_store_summary
@@ -18,4 +18,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import user_errors
+from arttl.cli import run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.training.run import run_training
 
@@ -34,4 +34,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main)

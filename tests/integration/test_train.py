@@ -254,6 +254,22 @@ def test_divergence_stops_with_a_clear_error(tmp_path, folder):
     assert "training loss became" in cli.stderr and "Traceback" not in cli.stderr
 
 
+def test_late_divergence_keeps_the_last_good_checkpoint(tmp_path, folder):
+    from arttl.errors import TrainingDiverged
+
+    blow_up = "+callbacks.blow_up={_target_:tests.fixtures.pause.BlowUpAt,epoch:1}"
+    cfg = compose_train(tmp_path, *short(folder), "trainer.max_epochs=3", blow_up)
+    with pytest.raises(TrainingDiverged, match="at epoch 1"):
+        run_training(cfg, cfg.run_dir)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0  # the epoch before the divergence
+    assert all(
+        torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point()
+    )
+    assert ArtClassifier.from_checkpoint(last).class_names == ["a", "b", "c", "d"]
+
+
 def test_multirun_2x2_writes_four_results(tmp_path, folder):
     cmd = [
         sys.executable,
