@@ -218,6 +218,26 @@ def test_the_lowest_val_loss_checkpoint_is_the_one_tested(tmp_path, folder):
     assert record["val"]["loss"] == pytest.approx(losses.min(), rel=1e-4, abs=1e-6)
 
 
+def test_paper_defaults_reach_the_optimizer_and_callbacks(tmp_path, folder):
+    from hydra.utils import instantiate
+
+    expected = {
+        "off_the_shelf": (torch.optim.RMSprop, {"lr": 1e-3, "alpha": 0.9, "eps": 1e-8}),
+        "fine_tune": (torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9, "nesterov": True}),
+    }
+    for mode, (cls, settings) in expected.items():
+        cfg = compose_train(tmp_path, *short(folder), f"mode={mode}")
+        optimizer = instantiate(cfg.mode.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+        assert isinstance(optimizer, cls)
+        assert {k: optimizer.defaults[k] for k in settings} == settings
+        assert cfg.data.batch_size == 8  # FAST; the paper's 32 is the config default below
+    defaults = compose_train(tmp_path, fast=False)
+    assert defaults.data.batch_size == 32
+    assert defaults.callbacks.early_stopping.patience == 7
+    assert defaults.callbacks.early_stopping.monitor == defaults.callbacks.checkpoint.monitor
+    assert defaults.callbacks.checkpoint.monitor == "val/loss"
+
+
 def test_bad_choices_fail_before_training(tmp_path, folder):
     cfg = compose_train(tmp_path, *short(folder), "backbone.name=resnet5O")
     with pytest.raises(ConfigError, match="resnet50"):
