@@ -20,12 +20,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import track
 from torch.utils.data import DataLoader
 from torchmetrics.classification import (
-    MulticlassAccuracy,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
@@ -33,46 +31,123 @@ from torchmetrics.classification import (
 )
 
 from arttl.atomic import atomic_path, write_json_atomic, write_text_atomic
-from arttl.data.store import SPLITS, H5ImageDataset, is_complete, read_class_names, split_file
+from arttl.data.store import (
+    SPLITS,
+    H5ImageDataset,
+    is_complete,
+    read_attrs,
+    read_class_names,
+    read_hashes,
+    split_file,
+)
 from arttl.errors import ConfigError, choice_error
 from arttl.inference.prediction import load_classifier
-from arttl.models.classifier import TOP_KS, ArtClassifier
+from arttl.models.classifier import ArtClassifier, compute_metrics
+from arttl.training.provenance import hashes_to_tensor
 
 TOP_K_SAVED = 5  # ranks written per image in predictions.csv
 STDERR = Console(stderr=True)  # progress on stderr keeps stdout for the results
 
 
-def resolve_split_file(model: ArtClassifier, store: str | Path | None, split: str) -> Path:
-    """``<store>/<split>.h5`` from ``store=`` or the store the checkpoint was trained on."""
-    if split not in SPLITS:
+def resolve_split_file(model: ArtClassifier, store: str | Path | None, split: str | None) -> Path:
+    """``<store>/<split>.h5`` from ``store=`` or the store the checkpoint was trained on.
+
+    A ``.h5`` file is the split it says it is (its ``split`` attribute); asking for another
+    split of it is an error rather than a mislabelled evaluation.
+    """
+    if split is not None and split not in SPLITS:
         raise choice_error("split", split, SPLITS)
     store = store or model.hparams.get("store")
     if not store:
         raise ConfigError(
-            "the checkpoint records no store; pass store=<prepared folder> "
-            "(data/prepared/<dataset>_<challenge>)."
+            "the checkpoint records no store; pass store.dir=<prepared folder> "
+            "(data/prepared/<dataset>_<challenge>__<source>)."
         )
     store = Path(store)
-    path = store if store.suffix == ".h5" else split_file(store, split)
+    path = store if store.suffix == ".h5" else split_file(store, split or "test")
     if not path.is_file():
         have = sorted(p.name for p in store.glob("*.h5")) if store.is_dir() else []
         raise ConfigError(
             f"store={str(store)!r}: {path.name} not found"
             + (f" (found {', '.join(have)})" if have else "")
-            + "; pass store=<prepared folder> or prepare it with `python -m arttl.prepare`."
+            + "; pass store.dir=<prepared folder> or prepare it with `python -m arttl.prepare`."
         )
     if not is_complete(path):
         raise ConfigError(
             f"store file {str(path)!r} is incomplete (interrupted prepare); rebuild it."
+        )
+    holds = read_attrs(path).get("split")
+    if split is not None and holds is not None and holds != split:
+        raise ConfigError(
+            f"store file {str(path)!r} holds the {holds!r} split, not split={split}; leave "
+            f"split= out to evaluate it as {holds!r}, or pass the {split}.h5 file."
         )
     names = read_class_names(path)
     if names != model.class_names:
         raise ConfigError(
             f"store file {str(path)!r} has classes {names[:5]}... ({len(names)}) but the "
             f"checkpoint was trained on {model.class_names[:5]}... ({len(model.class_names)}); "
-            "pass the store the checkpoint was trained on (store=...)."
+            "pass the store the checkpoint was trained on (store.dir=...)."
         )
     return path
+
+
+def seen_in_training(model: ArtClassifier, path: Path) -> dict[str, int] | None:
+    """How many images of ``path`` the checkpoint trained / validated on (by source-file hash);
+    None when the checkpoint or the store predates these records."""
+    members = (model.provenance or {}).get("split_members")
+    hashes = read_hashes(path)
+    if not members or hashes is None:
+        return None
+    here = hashes_to_tensor(hashes)
+    return {s: int(torch.isin(here, members[s]).sum()) for s in ("train", "val") if s in members}
+
+
+def check_leakage(
+    model: ArtClassifier, path: Path, split: str, allow_other_store: bool
+) -> dict[str, Any]:
+    """Refuse to report a held-out metric on images the model was trained or validated on."""
+    attrs = read_attrs(path)
+    ckpt_store = ((model.provenance or {}).get("store") or {}).get("content_hash")
+    same = ckpt_store is not None and attrs.get("content_hash") == ckpt_store
+    seen = seen_in_training(model, path)
+    out: dict[str, Any] = {"same_store_as_training": same if ckpt_store else None, "seen": seen}
+    if seen is None:
+        STDERR.print(
+            "[yellow]warning[/yellow]: this checkpoint or store predates arttl's provenance "
+            "records; cannot check that the evaluated images were not used in training."
+        )
+        return out
+    if same or split in ("train", "val"):
+        return out
+    leaked = sum(seen.values())
+    if leaked == 0:
+        return out
+    message = (
+        f"{leaked} of the {len(read_hashes(path) or [])} images of {str(path)!r} (split "
+        f"{split!r}) were in the checkpoint's training data ({seen.get('train', 0)} in its train "
+        f"split, {seen.get('val', 0)} in its val split): this store was split differently from "
+        "the one the checkpoint was trained on, so its test accuracy would be overstated."
+    )
+    if not allow_other_store:
+        raise ConfigError(
+            message + f" Evaluate on the checkpoint's own store (store.dir="
+            f"{model.hparams.get('store')}), or add allow_other_store=true to evaluate anyway "
+            "(the counts are then written to metrics.json)."
+        )
+    STDERR.print(f"[bold red]warning[/bold red]: {message} (allow_other_store=true)")
+    return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (by hand: a few lines, no scipy call needed)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @torch.inference_mode()
@@ -91,18 +166,8 @@ def predict_logits(
 
 
 def summary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
-    """top-1/3/5 (null when k >= number of classes, as in results.json), macro top-1, loss."""
-    c = logits.shape[1]
-    out: dict[str, float | None] = {}
-    for k in TOP_KS:
-        if k < c or k == 1:
-            acc = MulticlassAccuracy(num_classes=c, top_k=k, average="micro")
-            out[f"top{k}"] = float(acc(logits, labels))
-        else:
-            out[f"top{k}"] = None
-    out["macro_top1"] = float(MulticlassAccuracy(num_classes=c, average="macro")(logits, labels))
-    out["loss"] = float(F.cross_entropy(logits, labels))
-    return out
+    """top-1/3/5, macro top-1 and loss by the training metrics' own definition (one top-k rule)."""
+    return compute_metrics(logits, labels)
 
 
 def per_class_report(
@@ -268,6 +333,8 @@ def _summary_md(ev: Evaluation, hp: dict[str, Any], shown: list[str], mistakes: 
     ):
         value = m[key]
         lines.append(f"| {label} | {'—' if value is None else f'{100 * value:.2f} %'} |")
+    lo, hi = m["top1_ci95"]
+    lines.append(f"| top-1, 95 % Wilson interval | {100 * lo:.2f} – {100 * hi:.2f} % |")
     lines.append(f"| loss (cross-entropy) | {m['loss']:.4f} |")
     worst = ev.per_class[ev.per_class["support"] > 0].sort_values("f1").head(5)
     lines += ["", "Lowest F1 (classes with test images):", ""]
@@ -297,19 +364,27 @@ def _summary_md(ev: Evaluation, hp: dict[str, Any], shown: list[str], mistakes: 
 def evaluate_checkpoint(
     ckpt: str | Path,
     out_dir: str | Path,
-    split: str = "test",
+    split: str | None = None,
     store: str | Path | None = None,
     top_n: int = 30,
     mistakes: int = 16,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str = "auto",
+    allow_other_store: bool = False,
 ) -> Evaluation:
-    """Predict ``split`` of the checkpoint's store and write the whole evaluation folder."""
+    """Predict ``split`` of the checkpoint's store and write the whole evaluation folder.
+
+    ``split=None``: the test split, or the split a given ``.h5`` file holds. A store split
+    differently from the checkpoint's is refused when it would test on training images,
+    unless ``allow_other_store`` (then the overlap is reported).
+    """
     if top_n < 1 or mistakes < 0:
         raise ConfigError(f"top_n={top_n} must be >= 1 and mistakes={mistakes} >= 0.")
     model = load_classifier(ckpt, device)
     path = resolve_split_file(model, store, split)
+    split = str(read_attrs(path).get("split") or split or "test")  # what is really evaluated
+    leakage = check_leakage(model, path, split, allow_other_store)
     dataset = H5ImageDataset(path, transform=model.eval_transform())
     if len(dataset) == 0:
         raise ConfigError(f"store file {str(path)!r} holds no images; nothing to evaluate.")
@@ -327,6 +402,11 @@ def evaluate_checkpoint(
         "weights": None if hp.get("weights") is None else str(hp.get("weights")),
         **summary_metrics(logits, labels),
     }
+    correct = int((logits.argmax(dim=1) == labels).sum())
+    metrics["top1_ci95"] = list(wilson_interval(correct, len(labels)))
+    metrics["run_id"] = (model.provenance or {}).get("run_id")
+    metrics["same_store_as_training"] = leakage["same_store_as_training"]
+    metrics["images_seen_in_training"] = leakage["seen"]
     ev = Evaluation(
         metrics=metrics,
         per_class=per_class_report(logits, labels, names),

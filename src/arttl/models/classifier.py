@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,46 @@ from arttl.models.transfer import (
 )
 
 TOP_KS = (1, 3, 5)
+METRIC_KEYS = (*(f"top{k}" for k in TOP_KS), "macro_top1", "loss")
+
+
+def has_top_k(k: int, num_classes: int) -> bool:
+    """The project's one top-k rule: a top-k over all classes (k >= num_classes) is always 1,
+    so it is not measured (null in results.json, metrics.json and the report)."""
+    return k == 1 or k < num_classes
 
 
 def make_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """top-k for every k < num_classes (a top-k over all classes is always 1) plus macro top-1."""
+    """top-k for every k that :func:`has_top_k` allows, plus macro top-1 (mean per-class recall)."""
     metrics: dict[str, nn.Module] = {
         f"top{k}": MulticlassAccuracy(num_classes=num_classes, top_k=k, average="micro")
         for k in TOP_KS
-        if k < num_classes or k == 1
+        if has_top_k(k, num_classes)
     }
     metrics["macro_top1"] = MulticlassAccuracy(num_classes=num_classes, top_k=1, average="macro")
-    return MetricCollection(metrics, prefix=prefix)
+    # compute_groups=False: torchmetrics would otherwise merge metrics whose states happen to be
+    # equal after the first batch (e.g. a class-sorted batch all right at top-1) into one state,
+    # and top-3/top-5 would silently report top-1's value.
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
+
+
+def metric_record(values: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:
+    """``{top1, top3, top5, macro_top1, loss}`` from logged/computed values; absent ones are None."""
+    out: dict[str, float | None] = {}
+    for key in METRIC_KEYS:
+        value = values.get(f"{prefix}{key}")
+        out[key] = None if value is None else float(value)
+    return out
+
+
+@torch.no_grad()
+def compute_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
+    """The same metrics training logs, computed in one go (evaluate, tests, the report's checks)."""
+    metrics = make_metrics(int(logits.shape[1]), "")
+    metrics.update(logits.float(), labels)
+    values: dict[str, Any] = {k: v.item() for k, v in metrics.compute().items()}
+    values["loss"] = F.cross_entropy(logits.float(), labels).item()
+    return metric_record(values)
 
 
 class ArtClassifier(L.LightningModule):
@@ -81,6 +110,9 @@ class ArtClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1) * 255.0)
+        # What made this model (run id, store provenance, split members, run config): set by
+        # arttl.training.run, saved in every checkpoint, read by resume and evaluate.
+        self.provenance: dict[str, Any] = {}
         self.train_metrics = make_metrics(num_classes, "train/")
         self.val_metrics = make_metrics(num_classes, "val/")
         self.test_metrics = make_metrics(num_classes, "test/")
@@ -178,6 +210,13 @@ class ArtClassifier(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
         return self.logits(x).float().softmax(dim=-1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.provenance:
+            checkpoint["arttl_provenance"] = self.provenance
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.provenance = dict(checkpoint.get("arttl_provenance") or {})
 
     # -- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -16,12 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 import arttl
 from arttl.atomic import atomic_path
+from arttl.data.build import store_provenance
 from arttl.data.config import prepare_from_config
 from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_store
-from arttl.data.features import cached_features
-from arttl.data.store import SPLITS, read_class_names, split_file
+from arttl.data.features import cached_features, weights_digest
+from arttl.data.store import read_class_names, split_file
 from arttl.data.summary import print_store_summary
-from arttl.models.classifier import TOP_KS, ArtClassifier
+from arttl.models.classifier import ArtClassifier, metric_record
 from arttl.models.transfer import HeadFirstFinetuning
 from arttl.training.checkpointing import (
     AtomicCheckpointIO,
@@ -34,22 +35,28 @@ from arttl.training.checkpointing import (
     plan_resume,
 )
 from arttl.training.distributed import ddp_job
-from arttl.training.validation import validate_config
+from arttl.training.provenance import (
+    check_resume,
+    new_run_id,
+    read_provenance,
+    run_identity,
+    split_members,
+)
+from arttl.training.validation import resolved, validate_config
 
 __all__ = ["build_model", "build_trainer", "run_training"]
 
 
 def ensure_store(cfg: DictConfig) -> dict[str, Any]:
+    """The store this config asks for: reused only when its provenance matches the source on
+    disk and the settings (else rebuilt, saying why, or refused when it is another source's)."""
     store_dir = Path(cfg.store.dir)
-    if not all(split_file(store_dir, s).is_file() for s in SPLITS):
-        print_store_summary(prepare_from_config(cfg))
+    summary = prepare_from_config(cfg)
+    if summary.get("reused") and not summary.get("unverified"):
+        print(f"store {store_dir} is current (same source files and settings)")
+    else:
+        print_store_summary(summary)
     return check_store(store_dir, cfg.dataset.challenge)
-
-
-def _metrics(raw: dict[str, float], stage: str) -> dict[str, float | None]:
-    """The logged metrics of one stage; a top-k the module didn't create (k >= classes) is None."""
-    keys = [f"top{k}" for k in TOP_KS] + ["macro_top1", "loss"]
-    return {key: None if (v := raw.get(f"{stage}/{key}")) is None else float(v) for key in keys}
 
 
 def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtClassifier:
@@ -122,7 +129,7 @@ def resume_plan(cfg: DictConfig, run_dir: Path) -> ResumePlan:
 
 def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train, test the lowest-val/loss checkpoint, write results.json; return the record."""
-    from arttl.results import write_results
+    from arttl.results import INIT_NONE, init_kind, write_results
 
     start = time.time()
     run_dir = Path(run_dir)
@@ -139,10 +146,25 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True)
     attrs = ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
+    store = store_provenance(store_dir)
+    config = resolved(cfg)
     class_names = read_class_names(split_file(store_dir, "train"))
+    run_id = new_run_id()
     if plan.ckpt_path is not None:
         check_same_classes(plan.ckpt_path, class_names)
+        check_resume(plan.ckpt_path, config, store, tuple(cfg.get("resume_allow") or ()))
+        run_id = read_provenance(plan.ckpt_path).get("run_id") or run_id  # the same run goes on
     model = build_model(cfg, class_names, str(store_dir))
+    weights = None if cfg.backbone.weights is None else str(cfg.backbone.weights)
+    digest = None if init_kind(weights) == INIT_NONE else weights_digest(model.backbone)
+    identity, identity_hash = run_identity(config, model.data_config, store, digest)
+    model.provenance = {
+        "run_id": run_id,
+        "store": store,
+        "split_members": split_members(store_dir),
+        "run_config": config,
+        "identity_hash": identity_hash,
+    }
     dm: L.LightningDataModule
     if cfg.mode.name == "off_the_shelf":
         features, _ = cached_features(
@@ -198,13 +220,18 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "num_classes": len(class_names),
         "samples": counts,
         "best_epoch": best_epoch,
-        "val": _metrics(val_raw, "val"),
-        "test": _metrics(test_raw, "test"),
+        "val": metric_record(val_raw, "val/"),
+        "test": metric_record(test_raw, "test/"),
         "wall_seconds": round(time.time() - start, 2),
         "versions": _versions(),
         "seed": int(cfg.seed),
         "checkpoint": str(stable or best or ""),
+        "run_checkpoint": str(best or ""),  # this run's own copy: later runs replace `checkpoint`
         "history_csv": "metrics.csv",
+        "run_id": run_id,
+        "identity_hash": identity_hash,
+        "identity": identity,
+        "store": store,
     }
     if trainer.is_global_zero:
         merge_history(run_dir)
