@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -13,3 +15,17 @@ CONF_DIR = REPO_DIR / "conf"
 # ${arttl_repo:} in a config: the checkout's root, so embedded data (data/demo) is found
 # whatever folder a command is launched from.
 OmegaConf.register_new_resolver("arttl_repo", lambda: str(REPO_DIR), replace=True)
+
+
+def source_tag(root: object) -> str:
+    """A readable, collision-free folder name for a source: its last two folders + a path hash."""
+    if root in (None, "", "???"):
+        return "none"
+    path = Path(str(root)).expanduser().resolve()
+    readable = "-".join(p for p in path.parts[-2:] if p not in ("/", ""))
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable)[:48] or "root"
+    return f"{readable}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
+
+
+# ${arttl_source_tag:${dataset.root}}: stores of different collections never share a folder.
+OmegaConf.register_new_resolver("arttl_source_tag", source_tag, replace=True)

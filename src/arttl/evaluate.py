@@ -31,17 +31,16 @@ def main(cfg: DictConfig) -> float:
         batch_size=int(cfg.batch_size),
         num_workers=int(cfg.num_workers),
         device=cfg.device,
+        allow_other_store=bool(cfg.get("allow_other_store", False)),
     )
     m = ev.metrics
     table = Table(title=f"{Path(cfg.ckpt).name} on {m['split']} ({m['samples']} images)")
-    for key in ("top1", "top3", "top5", "macro_top1", "loss"):
+    keys = ("top1", "top3", "top5", "macro_top1", "loss")
+    for key in keys:
         table.add_column(key, justify="right")
-    table.add_row(
-        *(
-            "—" if m[k] is None else f"{m[k]:.4f}"
-            for k in ("top1", "top3", "top5", "macro_top1", "loss")
-        )
-    )
+    table.add_column("top1 95 % CI (Wilson)", justify="right")
+    lo, hi = m["top1_ci95"]
+    table.add_row(*("—" if m[k] is None else f"{m[k]:.4f}" for k in keys), f"{lo:.4f}–{hi:.4f}")
     console = Console()
     console.print(table)
     console.print(f"{len(ev.files)} files in {ev.out_dir} (summary.md)", highlight=False)

@@ -194,7 +194,10 @@ def test_cli_prepares_and_reports_bad_input(tmp_path):
     common = [f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"]
     ok = run_cli("dataset=imagefolder", f"dataset.root={ds.root}", *common)
     assert ok.returncode == 0, ok.stderr
-    assert (tmp_path / "data" / "prepared" / "imagefolder_class" / "train.h5").is_file()
+    stores = list((tmp_path / "data" / "prepared").glob("imagefolder_class__*/train.h5"))
+    assert len(stores) == 1 and stores[0].parent.name.startswith(
+        f"imagefolder_class__{tmp_path.name}-imagefolder-"
+    )
     missing = run_cli("dataset=imagefolder", f"dataset.root={tmp_path}/nope", *common)
     assert missing.returncode == 2 and "dataset.root" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -218,3 +221,56 @@ def test_real_ahe_folder_prepares_every_image(tmp_path):
     assert sum(summary["counts"].values()) + len(summary["rejected"]) == n_files
     assert len(summary["rejected"]) == 0
     assert summary["num_classes"] == 10
+    # byte-identical files (computed independently here) are listed as duplicates, one split each
+    import hashlib
+
+    by_bytes = pd.DataFrame(
+        [(str(p), hashlib.md5(p.read_bytes()).hexdigest()) for p in root.rglob("*") if p.is_file()],
+        columns=["path", "md5"],
+    )
+    same = by_bytes[by_bytes.duplicated("md5", keep=False)]
+    assert len(same) >= 4
+    dups = pd.read_csv(tmp_path / "store" / "duplicates.csv")
+    assert set(same["path"]) <= set(dups["path"])
+    assert (dups.groupby("cluster")["split"].nunique() == 1).all()
+
+
+DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "images"
+
+
+def test_group_split_and_duplicates_from_prepare(tmp_path):
+    """Real photos in <class>/<group>/<image> folders, plus exact duplicates across groups."""
+    import shutil
+
+    root = tmp_path / "raw"
+    for cls in ("altar", "apse", "vault"):
+        for i, src in enumerate(sorted((DEMO / cls).iterdir())[:40]):
+            dst = root / cls / f"{cls}_g{i // 5}" / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    original = sorted((root / "altar" / "altar_g0").iterdir())[0]
+    shutil.copy(original, root / "altar" / "altar_g3" / "copy.jpg")  # same class, other group
+    shutil.copy(original, root / "apse" / "apse_g1" / "copy.jpg")  # other class too
+    reader = get_reader("imagefolder")
+    settings = StoreSettings(shorter_side=None, seed=3, split_by="group")
+    summary = prepare_dataset("imagefolder", "class", root, reader, tmp_path / "s", settings)
+    splits = pd.read_csv(tmp_path / "s" / "splits.csv")
+    assert splits.groupby("group")["split"].nunique().max() == 1  # no group in two splits
+    assert set(splits["split"]) == {"train", "val", "test"}
+    dups = pd.read_csv(tmp_path / "s" / "duplicates.csv")
+    assert len(dups) == 3 and dups["cluster"].nunique() == 1 and dups["split"].nunique() == 1
+    assert len(summary["duplicates"]) == 3
+    assert read_attrs(split_file(tmp_path / "s", "train"))["duplicate_images"] == 3
+    # the same photos stratified by label keep the duplicates together too
+    by_label = StoreSettings(shorter_side=None, seed=3)
+    prepare_dataset("imagefolder", "class", root, reader, tmp_path / "l", by_label)
+    dups = pd.read_csv(tmp_path / "l" / "duplicates.csv")
+    assert dups["split"].nunique() == 1
+    assert pd.read_csv(tmp_path / "l" / "splits.csv").groupby("group")["split"].nunique().max() > 1
+
+
+def test_group_split_without_groups_is_a_clear_error(tmp_path):
+    ds = make_imagefolder(tmp_path)  # flat <class>/<image>: no group
+    settings = StoreSettings(shorter_side=None, split_by="group")
+    with pytest.raises(ConfigError, match="group_regex"):
+        prepare(ds, tmp_path / "store", settings=settings)

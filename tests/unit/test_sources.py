@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from collections import Counter
@@ -156,6 +157,80 @@ def test_imagefolder_on_real_ahe_matches_the_disk() -> None:
     assert df["path"].is_unique
     assert any(not p.isascii() for p in df["path"]) and any("(" in p for p in df["path"])
     assert all(os.path.isfile(p) for p in df["path"].iloc[::500])
+
+
+def artist_folder(root: Path, n_artists: int = 4, per_artist: int = 3) -> Path:
+    """``<class>/<artist>_<nnnn>.jpg`` plus one file no artist regex matches."""
+    for a in range(n_artists):
+        cls = ("portrait", "landscape")[a % 2]
+        for i in range(per_artist):
+            write_image(root / cls / f"artist{a}_{i:04d}.jpg", a % 2, seed=a * 10 + i)
+    write_image(root / "portrait" / "untitled.jpg", 0)
+    return root
+
+
+def test_imagefolder_group_regex_takes_the_first_capture_group(tmp_path: Path) -> None:
+    root = artist_folder(tmp_path / "art")
+    df = read_imagefolder(root, group_regex=r"^[^/]+/([^_]+)_")
+    assert_table(df)
+    by_name = dict(zip((Path(p).name for p in df["path"]), df["group"], strict=True))
+    assert by_name["artist0_0001.jpg"] == "artist0" and by_name["artist3_0002.jpg"] == "artist3"
+    assert by_name["untitled.jpg"] is None  # unmatched file: no group, still listed
+    assert Counter(df["group"].dropna()) == {f"artist{a}": 3 for a in range(4)}
+    whole = read_imagefolder(root, group_regex=r"landscape")  # no capture group: whole match
+    assert set(whole["group"].dropna()) == {"landscape"}
+    assert whole.loc[whole["label"] == "portrait", "group"].isna().all()
+    via_options = read_source("imagefolder", root, "class", group_regex=r"^[^/]+/([^_]+)_")
+    pd.testing.assert_frame_equal(via_options, df)
+
+
+def test_imagefolder_group_regex_errors(tmp_path: Path) -> None:
+    root = artist_folder(tmp_path / "art")
+    with pytest.raises(ConfigError) as err:
+        read_imagefolder(root, group_regex="^sculpture/([a-z]+)_")
+    msg = str(err.value)
+    assert "group_regex='^sculpture/([a-z]+)_'" in msg and "matches no file" in msg
+    assert "example path: 'landscape/artist1_0000.jpg'" in msg
+    with pytest.raises(ConfigError, match=r"group_regex='\(unclosed' is not a valid regular"):
+        read_imagefolder(root, group_regex="(unclosed")
+
+
+def test_imagefolder_nested_tree_groups_by_subfolder(tmp_path: Path) -> None:
+    root = tmp_path / "nested"
+    for cls, artists in {"baroque": ("Rubens", "Caravaggio"), "cubism": ("Braque",)}.items():
+        for artist in artists:
+            for i in range(2):
+                write_image(root / cls / artist / "sub" / f"{i}.jpg", 0, seed=i)
+    write_image(root / "cubism" / "loose.jpg", 1)
+    df = read_imagefolder(root)
+    assert_table(df)
+    assert Counter(df["label"]) == {"baroque": 4, "cubism": 3}
+    groups = dict(zip((os.path.relpath(p, root) for p in df["path"]), df["group"], strict=True))
+    assert groups[os.path.join("baroque", "Rubens", "sub", "0.jpg")] == "Rubens"
+    assert groups[os.path.join("cubism", "Braque", "sub", "1.jpg")] == "Braque"
+    assert groups[os.path.join("cubism", "loose.jpg")] is None
+    override = read_imagefolder(root, group_regex=r"^(\w+)/")  # a regex replaces the default
+    assert set(override["group"]) == {"baroque", "cubism"}
+
+
+def test_imagefolder_groups_feed_a_group_split(tmp_path: Path) -> None:
+    from arttl.data.split import assign_splits
+
+    root = artist_folder(tmp_path / "art", n_artists=12, per_artist=3)
+    df = read_imagefolder(root, group_regex=r"^[^/]+/([^_]+)_")
+    out = assign_splits(df, seed=0, split_by="group")
+    assert (out.dropna(subset=["group"]).groupby("group")["split"].nunique() == 1).all()
+    assert out.attrs["ungrouped_rows"] == 1 and set(out["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize(("name", "key"), [("imagefolder", "group_regex"), ("csv", "group_column")])
+def test_dataset_configs_offer_the_group_key(name: str, key: str) -> None:
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "dataset" / f"{name}.yaml"
+    reader = OmegaConf.load(conf).reader
+    assert key in reader and reader[key] is None
+    assert key in inspect.signature(READERS[name]).parameters
 
 
 # --------------------------------------------------------------------------- Rijksmuseum CSV
@@ -483,3 +558,21 @@ def test_csv_table_split_column(tmp_path: Path) -> None:
     table.assign(split=["train", "dev", "test"]).to_csv(root / "labels.csv", index=False)
     with pytest.raises(ConfigError, match="'dev'"):
         read_csv_table(root, split_column="split")
+
+
+def test_csv_table_group_column_gives_groups_and_empty_cells_none(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    for i in range(4):
+        write_image(root / f"{i}.jpg", i % 2)
+    pd.DataFrame(
+        {"path": [f"{i}.jpg" for i in range(4)], "label": ["a", "b", "a", "b"],
+         "maker": [" Rembrandt ", "", "Vermeer", "Rembrandt"]}
+    ).to_csv(root / "labels.csv", index=False)  # fmt: skip
+    df = read_csv_table(root, group_column="maker")
+    assert_table(df)
+    assert list(df["group"]) == ["Rembrandt", None, "Vermeer", "Rembrandt"]
+    assert read_csv_table(root)["group"].isna().all()  # no group_column: no groups
+    with pytest.raises(ConfigError) as err:
+        read_csv_table(root, group_column="artist")
+    msg = str(err.value)
+    assert "group_column='artist'" in msg and "['path', 'label', 'maker']" in msg

@@ -39,12 +39,17 @@ class StoreSettings:
     quality: int = 90
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     min_per_split: int = 1
-    seed: int = 42
+    seed: int = (
+        42  # the split's seed (store.seed), not the training seed: seed sweeps share a split
+    )
     format: str = "jpeg"  # "raw": square uint8 arrays of side shorter_side, no decode at load
+    split_by: str = "label"  # "group": every group (artist, ...) in one split; see data.split
 
     def __post_init__(self) -> None:
         if self.format not in IMAGE_FORMATS:
             raise choice_error("store.format", self.format, IMAGE_FORMATS)
+        if self.split_by not in SPLIT_BY:
+            raise choice_error("store.split_by", self.split_by, SPLIT_BY)
         if self.format == "raw" and not self.shorter_side:
             raise ConfigError(
                 "store.format=raw stores fixed-size arrays and needs store.shorter_side "
@@ -58,7 +63,13 @@ class StoreSettings:
         return (side, side, 3) if self.format == "raw" else None
 
 
-def config_hash(identity: dict[str, Any]) -> str:
+SPLIT_BY = ("label", "group")
+SOURCE_MANIFEST = "source_manifest.csv"  # path, size, mtime_ns, label of every source row
+DUPLICATES_CSV = "duplicates.csv"
+SOURCE_KEYS = ("dataset", "challenge", "root", "reader")  # what makes two stores "the same source"
+
+
+def config_hash(identity: Any) -> str:
     """A stable hash of everything that decides the store's contents."""
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -71,18 +82,86 @@ def store_is_current(store_dir: Path, digest: str) -> bool:
     return all(read_attrs(f).get("config_hash") == digest for f in files)
 
 
-def _decode(job: tuple[str, int | None, int, str]) -> tuple[bool, bytes | str]:
+def source_manifest(table: pd.DataFrame) -> pd.DataFrame:
+    """Every source row with its file's size and modification time: what the store was made of.
+
+    A file whose bytes change gets a new mtime (and usually size), so the fingerprint below
+    changes with the contents without reading every file at each `train`.
+    """
+    sizes, mtimes = [], []
+    for path in table["path"]:
+        try:
+            st = os.stat(path)
+            sizes.append(st.st_size)
+            mtimes.append(st.st_mtime_ns)
+        except OSError:  # unreadable: the decoder rejects it with a reason
+            sizes.append(-1)
+            mtimes.append(-1)
+    manifest = pd.DataFrame({"path": table["path"].astype(str), "size": sizes, "mtime_ns": mtimes})
+    for col in ("label", "group", "split"):
+        if col in table:  # "" for missing, so the CSV round trip compares equal
+            manifest[col] = table[col].astype(object).where(table[col].notna(), "").astype(str)
+    return manifest.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def manifest_fingerprint(manifest: pd.DataFrame) -> str:
+    return config_hash(manifest.astype(str).to_numpy().tolist())
+
+
+def describe_source_change(old: pd.DataFrame, new: pd.DataFrame) -> str:
+    """'3 files added, 1 removed, 2 changed, 1 relabelled' between two manifests (for the log)."""
+    a, b = old.set_index("path"), new.set_index("path")
+    added = len(b.index.difference(a.index))
+    removed = len(a.index.difference(b.index))
+    common = a.index.intersection(b.index)
+    changed = int(
+        (
+            (a.loc[common, "size"] != b.loc[common, "size"])
+            | (a.loc[common, "mtime_ns"] != b.loc[common, "mtime_ns"])
+        ).sum()
+    )
+    relabelled = 0
+    if "label" in a and "label" in b:
+        relabelled = int(
+            (a.loc[common, "label"].astype(str) != b.loc[common, "label"].astype(str)).sum()
+        )
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (added, "added"),
+            (removed, "removed"),
+            (changed, "changed"),
+            (relabelled, "relabelled"),
+        )
+        if n
+    ]
+    return ", ".join(parts) or "file list unchanged"
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _decode(job: tuple[str, int | None, int, str]) -> tuple[bool, bytes | str, str, str]:
+    """(ok, stored bytes or reject reason, hash of the source file, hash of the stored pixels)."""
     path, shorter_side, quality, fmt = job
     try:
         img = load_rgb(path, shorter_side=shorter_side)  # JPEG draft: decoded at reduced scale
+        with open(path, "rb") as fh:
+            file_hash = _hash(fh.read())
     except ImageRejected as err:
-        return False, err.reason
+        return False, err.reason, "", ""
+    except OSError as err:  # vanished between decode and hashing
+        return False, f"unreadable: {err}", "", ""
     if fmt == "raw":
         assert shorter_side is not None
         # Fixed size for a dense array: scale the shorter side to the target, centre-crop the rest.
         img = ImageOps.fit(img, (shorter_side, shorter_side), Image.Resampling.LANCZOS)
-        return True, np.asarray(img, dtype=np.uint8).tobytes()
-    return True, encode_jpeg(img, quality=quality)
+        data = np.asarray(img, dtype=np.uint8).tobytes()
+        return True, data, file_hash, _hash(data)
+    pixels = np.asarray(img, dtype=np.uint8)
+    pixel_hash = _hash(f"{pixels.shape}".encode() + pixels.tobytes())
+    return True, encode_jpeg(img, quality=quality), file_hash, pixel_hash
 
 
 def _progress() -> Progress:
@@ -96,13 +175,17 @@ def _progress() -> Progress:
 
 def decode_all(
     paths: list[str], pool_file: Path, settings: StoreSettings, num_workers: int
-) -> dict[int, str]:
-    """Decode every image into ``pool_file`` in input order; return {row: reason} for rejects.
+) -> tuple[dict[int, str], list[str], list[str]]:
+    """Decode every image into ``pool_file`` in input order.
 
-    ``imap`` keeps order, so the result is identical for any worker count.
+    Returns {row: reason} for rejects, and per row the hash of the source file and of the
+    stored pixels (empty for rejects). ``imap`` keeps order, so the result is identical for
+    any worker count.
     """
     jobs = [(p, settings.shorter_side, settings.quality, settings.format) for p in paths]
     rejected: dict[int, str] = {}
+    file_hashes = [""] * len(paths)
+    pixel_hashes = [""] * len(paths)
     with h5py.File(pool_file, "w") as f, _progress() as progress:
         ds = f.create_dataset("images", (len(paths),), dtype=h5py.vlen_dtype(np.uint8))
         task = progress.add_task("decoding images", total=len(paths))
@@ -110,16 +193,24 @@ def decode_all(
             ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
             with ctx.Pool(num_workers) as pool:
                 results = pool.imap(_decode, jobs, chunksize=16)
-                _drain(results, ds, rejected, progress, task)
+                _drain(results, ds, rejected, (file_hashes, pixel_hashes), progress, task)
         else:
-            _drain(map(_decode, jobs), ds, rejected, progress, task)
-    return rejected
+            _drain(map(_decode, jobs), ds, rejected, (file_hashes, pixel_hashes), progress, task)
+    return rejected, file_hashes, pixel_hashes
 
 
-def _drain(results: Any, ds: h5py.Dataset, rejected: dict, progress: Progress, task: Any) -> None:
-    for i, (ok, value) in enumerate(results):
+def _drain(
+    results: Any,
+    ds: h5py.Dataset,
+    rejected: dict,
+    hashes: tuple[list[str], list[str]],
+    progress: Progress,
+    task: Any,
+) -> None:
+    for i, (ok, value, file_hash, pixel_hash) in enumerate(results):
         if ok:
             ds[i] = np.frombuffer(value, dtype=np.uint8)
+            hashes[0][i], hashes[1][i] = file_hash, pixel_hash
         else:
             rejected[i] = value
         progress.advance(task)
@@ -140,6 +231,82 @@ def _class_names(
     return class_names
 
 
+def settings_hash(identity: dict[str, Any], settings: StoreSettings) -> str:
+    """Hash of the source's identity and the store settings, without the files' fingerprint."""
+    source = {k: identity.get(k) for k in SOURCE_KEYS}
+    return config_hash({"source": source, "settings": settings.__dict__})
+
+
+def _existing(store_dir: Path) -> dict[str, Any] | None:
+    """The train file's attributes of a complete store in ``store_dir`` (None: no usable store)."""
+    files = [split_file(store_dir, s) for s in SPLITS]
+    if not all(f.is_file() and is_complete(f) for f in files):
+        return None
+    return read_attrs(files[0])
+
+
+def _source_of(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    text = attrs.get("source_identity")
+    return json.loads(text) if isinstance(text, str) else None
+
+
+def _rebuild_reason(
+    store_dir: Path,
+    old: dict[str, Any],
+    source: dict[str, Any],
+    settings_digest: str,
+    settings: StoreSettings,
+    manifest: pd.DataFrame,
+) -> str:
+    """Why an existing store of the same source no longer matches (said before rebuilding it)."""
+    if old.get("settings_hash") != settings_digest:
+        before = (
+            json.loads(old.get("settings", "{}")) if isinstance(old.get("settings"), str) else {}
+        )
+        now = json.loads(json.dumps(settings.__dict__, default=list))
+        diffs = [
+            f"store.{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v
+        ]
+        if _source_of(old) != source:
+            diffs.append("reader options changed")
+        return "settings changed (" + ("; ".join(diffs) or "older arttl store") + ")"
+    old_manifest = store_dir / SOURCE_MANIFEST
+    if old_manifest.is_file():
+        return "the source changed on disk: " + describe_source_change(
+            pd.read_csv(old_manifest, keep_default_na=False), manifest.astype({"path": str})
+        )
+    return "the source changed on disk"
+
+
+def _check_same_source(store_dir: Path, old: dict[str, Any], source: dict[str, Any]) -> None:
+    """Never replace a store of another collection without force=true: it may be someone's."""
+    had = _source_of(old)
+    keys = ("dataset", "challenge", "root")
+    if had is None or all(had.get(k) == source.get(k) for k in keys):
+        return
+    was = " / ".join(str(had.get(k)) for k in keys)
+    now = " / ".join(str(source.get(k)) for k in keys)
+    raise ConfigError(
+        f"store.dir={str(store_dir)!r} holds a store of another source ({was}); this run asks "
+        f"for {now}. Use another store.dir (the default data/prepared/<dataset>_<challenge>__"
+        "<source> keeps collections apart), or replace that store with `python -m arttl.prepare "
+        "... force=true`."
+    )
+
+
+def _content_hash(split: pd.DataFrame, class_names: list[str], settings: StoreSettings) -> str:
+    """Identity of what a model sees: stored pixels, labels and split of every image."""
+    rows = split[["split", "label", "pixel_hash"]].astype(str).to_numpy().tolist()
+    return config_hash({"rows": rows, "classes": class_names, "settings": settings.__dict__})
+
+
+def _duplicates(split: pd.DataFrame) -> pd.DataFrame:
+    """Images with identical stored pixels (exact duplicates), one row each, with their split."""
+    dup = split[split.duplicated("pixel_hash", keep=False)]
+    cols = ["pixel_hash", "path", "label", "split"]
+    return dup.sort_values(["pixel_hash", "path"])[cols].rename(columns={"pixel_hash": "cluster"})
+
+
 def build_store(
     table: pd.DataFrame,
     store_dir: str | Path,
@@ -148,53 +315,75 @@ def build_store(
     num_workers: int = 1,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Build (or reuse) the store for ``table``; return a summary (counts, rejects, dropped classes)."""
+    """Build (or reuse) the store for ``table``; return a summary (counts, rejects, dropped classes).
+
+    An existing store is reused only when its provenance matches: the same source (dataset,
+    challenge, root, reader options), the same settings, and the same files on disk (paths,
+    sizes, mtimes, labels). Otherwise it is rebuilt, saying why; a store of another source is
+    refused unless ``force``.
+    """
     store_dir = Path(store_dir)
-    digest = config_hash({**identity, "settings": settings.__dict__, "rows": len(table)})
-    if not force and store_is_current(store_dir, digest):
-        return {
-            "reused": True,
-            "store": str(store_dir),
-            **read_attrs(split_file(store_dir, "train")),
-        }
+    source = {k: identity.get(k) for k in SOURCE_KEYS}
+    manifest = source_manifest(table) if not table.empty else pd.DataFrame(columns=["path"])
+    source_fp = manifest_fingerprint(manifest)
+    settings_digest = settings_hash(identity, settings)
+    digest = config_hash({"settings": settings_digest, "source_fingerprint": source_fp})
+    old = _existing(store_dir)
+    reason = None
+    if old is not None and not force:
+        if store_is_current(store_dir, digest):
+            return {"reused": True, "store": str(store_dir), **old}
+        _check_same_source(store_dir, old, source)
+        reason = _rebuild_reason(store_dir, old, source, settings_digest, settings, manifest)
+    elif old is not None:
+        reason = "force=true"
     if table.empty:
         raise ConfigError(
             f"dataset.root={identity.get('root')!r}: no images were found to prepare."
         )
     table = table.sort_values("path", kind="stable").reset_index(drop=True)
     # Fail before decoding when even a perfect decode would leave < 2 classes.
-    _class_names(
-        assign_splits(table, settings.fractions, settings.seed, settings.min_per_split),
-        identity,
-        settings,
-    )
+    _class_names(_assign(table, settings), identity, settings)
     with atomic_path(store_dir) as tmp:
         tmp.mkdir(parents=True)
         pool_file = tmp / "_decoded.h5"
-        rejected = decode_all(table["path"].tolist(), pool_file, settings, num_workers)
+        rejected, file_hashes, pixel_hashes = decode_all(
+            table["path"].tolist(), pool_file, settings, num_workers
+        )
         rejected_df = pd.DataFrame(
             {"path": [table.at[i, "path"] for i in rejected], "reason": list(rejected.values())}
         )
+        table["source_hash"], table["pixel_hash"] = file_hashes, pixel_hashes
         accepted = table.drop(index=list(rejected)).copy()
         accepted["row"] = accepted.index
-        split = assign_splits(accepted, settings.fractions, settings.seed, settings.min_per_split)
+        accepted["dup_key"] = accepted["pixel_hash"]
+        split = _assign(accepted, settings)
         class_names = _class_names(split, identity, settings)
         index = {name: i for i, name in enumerate(class_names)}
         counts = {s: int((split["split"] == s).sum()) for s in SPLITS}
+        duplicates = _duplicates(split)
+        content = _content_hash(split, class_names, settings)
         attrs = {
             "source": str(identity.get("dataset")),
             "challenge": str(identity.get("challenge")),
             "root": str(identity.get("root")),
             "seed": settings.seed,
+            "split_by": settings.split_by,
             "shorter_side": settings.shorter_side or 0,
             "jpeg_quality": settings.quality,
             "image_format": settings.format,
             "config_hash": digest,
+            "settings_hash": settings_digest,
+            "settings": json.dumps(settings.__dict__, default=list),
+            "source_identity": json.dumps(source, sort_keys=True, default=str),
+            "source_fingerprint": source_fp,
+            "content_hash": content,
             "config": json.dumps(identity, sort_keys=True, default=str),
             "arttl_version": arttl.__version__,
             "counts": json.dumps(counts),
             "num_classes": len(class_names),
             "rejected": len(rejected_df),
+            "duplicate_images": len(duplicates),
         }
         with h5py.File(pool_file, "r") as pool:
             images = pool["images"]
@@ -206,21 +395,37 @@ def build_store(
                     np.array([index[lbl] for lbl in part["label"]], dtype=np.int64),
                     part["path"].tolist(),
                     class_names,
-                    attrs,
+                    {**attrs, "split": s},
                     raw_shape=settings.raw_shape,
+                    hashes={
+                        "source_hashes": part["source_hash"].tolist(),
+                        "pixel_hashes": part["pixel_hash"].tolist(),
+                    },
                 )
         pool_file.unlink()
         cols = ["path", "label", "split"] + (["group"] if "group" in split else [])
         split[cols].to_csv(tmp / "splits.csv", index=False)
         rejected_df.to_csv(tmp / "rejected.csv", index=False)
+        duplicates.to_csv(tmp / DUPLICATES_CSV, index=False)
+        manifest.to_csv(tmp / SOURCE_MANIFEST, index=False)
     return {
         "reused": False,
         "store": str(store_dir),
+        "rebuilt_because": reason,
         "counts": counts,
         "num_classes": len(class_names),
         "rejected": rejected_df,
         "dropped_classes": split.attrs.get("dropped_classes", []),
+        "duplicates": duplicates,
+        "split_by": settings.split_by,
+        "split_attrs": {k: v for k, v in split.attrs.items() if k != "dropped_classes"},
     }
+
+
+def _assign(table: pd.DataFrame, settings: StoreSettings) -> pd.DataFrame:
+    return assign_splits(
+        table, settings.fractions, settings.seed, settings.min_per_split, split_by=settings.split_by
+    )
 
 
 def prepare_dataset(
@@ -233,19 +438,47 @@ def prepare_dataset(
     num_workers: int = 1,
     force: bool = False,
     reader_options: dict[str, Any] | None = None,
+    check_source: bool = True,
 ) -> dict[str, Any]:
-    """Read a source with ``reader(root=, challenge=)`` and build its store (reused when current)."""
-    if root in (None, "", "???") or not Path(root).exists():
-        raise ConfigError(
-            f"dataset.root={str(root)!r} does not exist; point it at the {name} download, e.g. "
-            f"`python -m arttl.prepare dataset={name} dataset.root=/path/to/{name}`."
-        )
-    table = reader(root=root, challenge=challenge)
+    """Read a source with ``reader(root=, challenge=)`` and build its store (reused when current).
+
+    ``check_source=False`` uses a complete store made with the same source identity and
+    settings without re-reading the source (it may be gone); the summary says it is unverified.
+    """
     identity = {
         "dataset": name,
         "challenge": challenge,
-        "root": str(Path(root).resolve()),
+        "root": str(Path(root).resolve()) if root not in (None, "", "???") else str(root),
         "reader": reader_options or {},
-        "paths_digest": config_hash(sorted(table["path"].tolist())),
     }
+    if not check_source and not force:
+        old = _existing(Path(store_dir))
+        if old is not None and old.get("settings_hash") == settings_hash(identity, settings):
+            return {"reused": True, "unverified": True, "store": str(store_dir), **old}
+    if root in (None, "", "???") or not Path(root).exists():
+        raise ConfigError(
+            f"dataset.root={str(root)!r} does not exist; point it at the {name} download, e.g. "
+            f"`python -m arttl.prepare dataset={name} dataset.root=/path/to/{name}`"
+            + (
+                f" (or, to train from the prepared store {str(store_dir)!r} without checking "
+                "its source, add store.check_source=false)."
+                if _existing(Path(store_dir)) is not None
+                else "."
+            )
+        )
+    table = reader(root=root, challenge=challenge)
     return build_store(table, store_dir, identity, settings, num_workers=num_workers, force=force)
+
+
+def store_provenance(store_dir: str | Path) -> dict[str, Any]:
+    """What a run records about its store: enough to tell later whether a store is the same one."""
+    attrs = read_attrs(split_file(store_dir, "train"))
+    keys = (
+        "source", "challenge", "root", "seed", "split_by", "shorter_side", "image_format",
+        "jpeg_quality", "config_hash", "settings_hash", "source_fingerprint", "content_hash",
+        "duplicate_images", "arttl_version",
+    )  # fmt: skip
+    out = {k: attrs.get(k) for k in keys}
+    out["dir"] = str(Path(store_dir).resolve())
+    out["counts"] = json.loads(attrs.get("counts", "{}"))
+    return json.loads(json.dumps(out, default=lambda v: v.item() if hasattr(v, "item") else str(v)))

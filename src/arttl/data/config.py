@@ -18,8 +18,9 @@ def store_settings(cfg: DictConfig) -> StoreSettings:
         quality=int(s.quality),
         fractions=tuple(float(f) for f in s.fractions),
         min_per_split=int(s.min_per_split),
-        seed=int(cfg.seed),
+        seed=int(s.get("seed", 42)),
         format=str(s.get("format", "jpeg")),
+        split_by=str(s.get("split_by", "label")),
     )
 
 
@@ -38,4 +39,5 @@ def prepare_from_config(cfg: DictConfig, force: bool = False) -> dict[str, Any]:
         num_workers=int(workers),
         force=force,
         reader_options=options,
+        check_source=bool(cfg.store.get("check_source", True)),
     )

@@ -29,7 +29,10 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def cache_key(backbone_digest: str, store_dir: str | Path, split: str, data_config: dict) -> str:
-    store_hash = read_attrs(split_file(store_dir, split)).get("config_hash", "")
+    """Weights x store contents x split x preprocessing: a rebuilt store with other pixels,
+    labels or split (even under the same settings) never hits an old cache entry."""
+    attrs = read_attrs(split_file(store_dir, split))
+    store_hash = attrs.get("content_hash") or attrs.get("config_hash", "")
     ident = {"weights": backbone_digest, "store": store_hash, "split": split, "data": data_config}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -32,11 +32,14 @@ def write_split(
     class_names: list[str],
     attrs: dict[str, Any],
     raw_shape: tuple[int, int, int] | None = None,
+    hashes: dict[str, list[str]] | None = None,
 ) -> None:
     """Write one split to ``path`` (the caller renames it into place when the whole store is done).
 
     ``images`` are JPEG bytes, or with ``raw_shape=(H, W, 3)`` the bytes of uint8 arrays of
     that shape: a raw store trades disk space for no JPEG decode in the DataLoader workers.
+    ``hashes`` (e.g. ``source_hashes``, ``pixel_hashes``: one hex string per image) identify
+    the images, so a checkpoint can tell later whether a store holds images it trained on.
     """
     labels = np.asarray(labels, dtype=np.int64)
     str_dt = h5py.string_dtype("utf-8")
@@ -70,6 +73,8 @@ def write_split(
             dtype=str_dt,
             track_times=False,
         )
+        for name, values in (hashes or {}).items():
+            f.create_dataset(name, data=np.array(values, dtype="S16"), track_times=False)
         for key, value in attrs.items():
             f.attrs[key] = value
         f.attrs["store_format"] = STORE_FORMAT
@@ -88,6 +93,14 @@ def is_complete(path: str | Path) -> bool:
         return bool(read_attrs(path).get("complete", False))
     except OSError:
         return False
+
+
+def read_hashes(path: str | Path, name: str = "source_hashes") -> list[str] | None:
+    """One split file's image hashes (None for stores made before arttl recorded them)."""
+    with h5py.File(path, "r") as f:
+        if name not in f:
+            return None
+        return [h.decode() for h in f[name][()]]
 
 
 def read_class_names(path: str | Path) -> list[str]:

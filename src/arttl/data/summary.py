@@ -11,11 +11,22 @@ from rich.table import Table
 
 def print_store_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    if summary.get("reused"):
+    if summary.get("unverified"):
         console.print(
-            f"[green]store is current[/green]: {summary['store']} (force=true rebuilds it)"
+            f"[yellow]using the prepared store without checking its source[/yellow] "
+            f"(store.check_source=false): {summary['store']}"
         )
         return
+    if summary.get("reused"):
+        console.print(
+            f"[green]store is current[/green] (same source files and settings): "
+            f"{summary['store']} (force=true rebuilds it)"
+        )
+        return
+    if summary.get("rebuilt_because"):
+        console.print(
+            f"[yellow]rebuilding {summary['store']}[/yellow]: {summary['rebuilt_because']}"
+        )
     console.print(f"prepared [bold]{summary['store']}[/bold]")
     table = Table()
     for col in ("split", "images"):
@@ -34,6 +45,30 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
         )
     else:
         console.print("rejected 0 files")
+    duplicates = summary.get("duplicates")
+    if duplicates is not None and len(duplicates):
+        clusters = duplicates["cluster"].nunique()
+        console.print(
+            f"{len(duplicates)} images are exact duplicates ({clusters} sets of identical "
+            f"pixels); each set is kept in one split — see {summary['store']}/duplicates.csv"
+        )
+    else:
+        console.print("0 duplicate images")
+    extra = summary.get("split_attrs") or {}
+    if summary.get("split_by") == "group":
+        console.print(
+            "split by group: every group in one split"
+            + (
+                f"; {extra['mixed_label_groups']} group(s) hold several classes"
+                if extra.get("mixed_label_groups")
+                else ""
+            )
+            + (
+                f"; {extra['ungrouped_rows']} image(s) without a group, each its own group"
+                if extra.get("ungrouped_rows")
+                else ""
+            )
+        )
     if summary.get("dropped_classes"):
         dropped = summary["dropped_classes"]
         console.print(

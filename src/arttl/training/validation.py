@@ -234,6 +234,13 @@ RANGES: tuple[Check, ...] = (
     ),
     ("store.quality", lambda v: _is_int(v) and 1 <= v <= 100, "an integer in [1, 100]", "e.g. 90"),
     ("store.min_per_split", lambda v: _is_int(v) and v >= 0, "an integer >= 0", "e.g. 1"),
+    ("store.seed", lambda v: _is_int(v), "an integer", "the split's seed, e.g. 42"),
+    (
+        "store.split_by",
+        lambda v: v in ("label", "group"),
+        "label or group",
+        "group keeps each artist/group in one split",
+    ),
     (
         "store.fractions",
         lambda v: _fractions(v),
