@@ -12,8 +12,15 @@ from rich.table import Table
 
 from arttl.cli import USER_ERROR_EXIT, user_errors
 from arttl.config import CONF_DIR
-from arttl.reporting.runs import TABLES, make_report
-from arttl.reporting.tables import rich_rows
+from arttl.reporting.runs import (
+    DIFFERENCES_TITLE,
+    TABLES,
+    cell_explanation,
+    difference_unit,
+    make_report,
+    plural,
+)
+from arttl.reporting.tables import CellTable, differences_rows, rich_rows
 
 # Hydra flags whose next argument is their value, not a runs folder.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
@@ -41,17 +48,32 @@ def positional_to_runs(argv: list[str]) -> list[str]:
     return [*out, f"runs=[{','.join(quoted)}]"]
 
 
-def print_table(
-    console: Console, title: str, table: pd.DataFrame, decimals: int, higher: bool, show_init: bool
+def _print_rows(
+    console: Console, title: str, header: list[str], rows: list[list[str]], n_labels: int
 ) -> None:
-    header, rows = rich_rows(table, decimals, higher, show_init)
     out = Table(title=title)
     for i, name in enumerate(header):
-        numeric = i >= table.index.nlevels
+        numeric = i >= n_labels
         out.add_column(name, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         out.add_row(*row)
     console.print(out)
+
+
+def print_table(
+    console: Console, title: str, table: CellTable, decimals: int, higher: bool, show_init: bool
+) -> None:
+    header, rows = rich_rows(table, decimals, higher, show_init)
+    _print_rows(console, title, header, rows, table.index.nlevels)
+
+
+def print_differences(console: Console, diffs: pd.DataFrame, metric: str, decimals: int) -> None:
+    """The paired differences (θ̂ − θ, fine-tuning − off-the-shelf) with at least one pair."""
+    from rich.markup import escape
+
+    header, rows = differences_rows(diffs, decimals, difference_unit(metric), escape)
+    if rows:
+        _print_rows(console, f"{DIFFERENCES_TITLE} — {metric}", header, rows, 4)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="report")
@@ -76,6 +98,7 @@ def _main(cfg: DictConfig) -> None:
     )
     console = Console()
     higher = not str(cfg.metric).endswith("loss")
+    console.print(cell_explanation(str(cfg.metric)), markup=False)
     for name, title in TABLES.items():
         if not report.tables[name].empty:
             print_table(
@@ -86,9 +109,14 @@ def _main(cfg: DictConfig) -> None:
                 higher,
                 show_init=name == "table3",
             )
+    print_differences(console, report.differences, str(cfg.metric), int(cfg.decimals))
     for note in report.notes:
-        console.print(f"note: {note}")
-    console.print(f"{len(report.runs)} runs -> {len(report.files)} files in {report.out_dir}")
+        console.print(f"note: {note}", markup=False)
+    console.print(
+        f"{plural(len(report.runs), 'run')} -> {plural(len(report.files), 'file')} in "
+        f"{report.out_dir}",
+        markup=False,
+    )
 
 
 def main() -> None:

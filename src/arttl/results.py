@@ -6,8 +6,10 @@ another schema is refused with a message instead of silently producing a table w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
@@ -62,6 +64,23 @@ class ResultsRecord(TypedDict):
 
 REQUIRED_KEYS: tuple[str, ...] = tuple(ResultsRecord.__annotations__)
 
+# Optional keys (schema 1 files without them still load). ``run_id`` is unique to one training
+# run, so a copied run folder counts once; ``identity_hash`` is equal exactly for runs that may
+# be averaged as seeds of one experiment (it hashes everything that changes the result except the
+# seed); ``identity`` is the nested record it hashes (source, store, preprocessing, weights,
+# mode, training...), which ``report`` uses to say how two runs differ.
+OPTIONAL_KEYS = ("run_id", "identity_hash", "identity")
+# What identifies a run in files written before ``identity_hash`` existed.
+LEGACY_IDENTITY_KEYS = (
+    "dataset",
+    "challenge",
+    "backbone",
+    "mode",
+    "weights",
+    "num_classes",
+    "samples",
+)
+
 
 class ResultsSchemaError(ConfigError):
     """A results.json that this version of arttl cannot read (older/newer schema, missing keys)."""
@@ -99,6 +118,12 @@ def validate_record(record: Any) -> list[str]:
                 problems.append(f"'{split}.{key}' must be a number or null, got {block[key]!r}")
     if "samples" in record and not isinstance(record["samples"], Mapping):
         problems.append("'samples' must be an object {train, val, test}")
+    for key in ("run_id", "identity_hash"):
+        value = record.get(key)
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            problems.append(f"{key!r} must be a non-empty string or absent, got {value!r}")
+    if record.get("identity") is not None and not isinstance(record["identity"], Mapping):
+        problems.append(f"'identity' must be an object or absent, got {record['identity']!r}")
     return problems
 
 
@@ -185,6 +210,55 @@ def init_kind(weights: str | None) -> str:
     return INIT_FILE
 
 
+def new_run_id() -> str:
+    """A fresh ``run_id`` (uuid4 hex): one per training run, kept when the run is resumed."""
+    return uuid.uuid4().hex
+
+
+def hash_identity(identity: Any) -> str:
+    """16 hex digits of sha256 over ``identity`` as canonical JSON (sorted keys)."""
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def flatten_identity(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b.c": leaf}`` for a nested identity; lists (e.g. ``input_size``) stay leaves."""
+    if not isinstance(tree, Mapping):
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_identity(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def legacy_identity(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity of a record from before ``identity_hash``: the columns that told runs apart."""
+    return {key: record.get(key) for key in LEGACY_IDENTITY_KEYS}
+
+
+def record_identity(record: Mapping[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    """(identity_hash, identity, derived) of one record.
+
+    ``identity`` falls back to ``legacy_identity`` when the file records none. ``derived`` is
+    True when the file has no ``identity_hash``: the hash is then computed from
+    ``identity`` when the file has one, else from ``legacy_identity`` (prefixed ``legacy-``), so
+    runs of an older sweep that agree on those columns are still averaged as seeds.
+    """
+    identity = record.get("identity")
+    given = record.get("identity_hash")
+    if given:
+        known = isinstance(identity, Mapping) and bool(identity)
+        return str(given), dict(identity) if known else legacy_identity(record), False
+    if isinstance(identity, Mapping) and identity:
+        return hash_identity(identity), dict(identity), True
+    fallback = legacy_identity(record)
+    return "legacy-" + hash_identity(fallback), fallback, True
+
+
 def find_results(folders: str | Path | Iterable[str | Path]) -> list[Path]:
     """Every results.json under ``folders`` (files are taken as they are), sorted, de-duplicated."""
     if isinstance(folders, str | Path):
@@ -220,14 +294,43 @@ IDENTITY_COLUMNS = (
     "init",
     "weights",
     "seed",
+    "run_id",
+    "identity_hash",
 )
+DUPLICATES_ATTR = "duplicate_copies"  # runs.attrs key: results.json paths of ignored copies
+
+
+def _identity_cell(value: Any) -> Any:
+    """A flattened identity leaf as one table cell: lists and objects as compact JSON."""
+    if isinstance(value, list | tuple | Mapping):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def drop_duplicate_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Count each ``run_id`` once: (runs without later copies, results paths of the copies).
+
+    A copied run folder has the same ``run_id`` under two paths; the first path in sorted order
+    is kept. Runs without a ``run_id`` (older files) are all kept.
+    """
+    if "run_id" not in runs or runs.empty:
+        return runs, []
+    in_order = runs.sort_values("results_path", kind="stable")
+    has_id = in_order["run_id"].notna()
+    copies = in_order.index[has_id & in_order["run_id"].duplicated(keep="first")]
+    dropped = in_order.loc[copies, "results_path"].astype(str).tolist()
+    return runs.drop(index=copies).reset_index(drop=True), dropped
 
 
 def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """One row per run, nested keys flattened with ``_`` (``test_top1``, ``samples_train``...).
 
     Added columns: ``init`` (see ``init_kind``), ``run_dir`` (folder of the results.json),
-    ``results_path`` and ``history_path`` (absolute path of metrics.csv, None when absent).
+    ``results_path`` and ``history_path`` (absolute path of metrics.csv, None when absent),
+    ``run_id``, ``identity_hash`` and ``identity_derived`` (see ``record_identity``),
+    ``identity`` (the identity as canonical JSON) and one ``identity.<a.b.c>`` column per leaf of
+    a recorded identity. A run folder copied elsewhere under the same folders (same ``run_id``)
+    is one run: the copies are dropped and their paths kept in ``runs.attrs["duplicate_copies"]``.
     Every unreadable file is listed in one ``ResultsSchemaError``: nothing is tabulated from a
     partly readable sweep unless the user removes or fixes the named files.
     """
@@ -247,8 +350,21 @@ def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         )
     rows = []
     for path, record in zip(paths, records, strict=True):
+        identity_hash, identity, derived = record_identity(record)
+        recorded = isinstance(record.get("identity"), Mapping) and bool(record["identity"])
         record = {**record, "test": record["test"] or dict.fromkeys(METRIC_KEYS)}
+        record.pop("identity", None)
         flat = pd.json_normalize(record, sep="_").iloc[0].to_dict()
+        flat.update(
+            run_id=record.get("run_id"),
+            identity_hash=identity_hash,
+            identity_derived=derived,
+            identity=json.dumps(identity, sort_keys=True, default=str),
+        )
+        if recorded:
+            flat.update(
+                {f"identity.{k}": _identity_cell(v) for k, v in flatten_identity(identity).items()}
+            )
         run_dir = path.parent
         history = record.get("history_csv")
         history_path = (run_dir / history) if history else None
@@ -267,4 +383,7 @@ def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
                 df[col] = float("nan")
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     first = [c for c in IDENTITY_COLUMNS if c in df]
-    return df[first + [c for c in df.columns if c not in first]]
+    df = df[first + [c for c in df.columns if c not in first]]
+    df, dropped = drop_duplicate_runs(df)
+    df.attrs[DUPLICATES_ATTR] = dropped
+    return df

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from arttl.errors import ConfigError
 from arttl.reporting.curves import read_history
 from arttl.reporting.runs import make_report
 from arttl.results import ResultsSchemaError
-from tests.fixtures.sweep import RUNS, TABLE2_CSV, TABLE2_MD, make_sweep, markdown_cells
+from tests.fixtures.sweep import (
+    DIFFERENCES,
+    RUNS,
+    TABLE2_CSV,
+    TABLE2_MD,
+    make_sweep,
+    markdown_cells,
+)
 from tests.fixtures.tiny_runs import results_record, write_run
 
 
@@ -34,6 +42,8 @@ def test_report_writes_tables_csv_markdown_latex_and_curves(sweep: Path, tmp_pat
         "runs.csv",
         "report.md",
         *(f"table{n}.{ext}" for n in (2, 3) for ext in ("csv", "md", "tex")),
+        "differences.csv",
+        "differences.md",
         "curves_antwerp_type.png",
         "curves_rijksmuseum_material.png",
         "curves_rijksmuseum_type.png",
@@ -41,11 +51,23 @@ def test_report_writes_tables_csv_markdown_latex_and_curves(sweep: Path, tmp_pat
     assert all(p.is_file() for p in report.files)
     assert (out / "table2.csv").read_text() == TABLE2_CSV
     assert markdown_cells((out / "table2.md").read_text()) == TABLE2_MD
-    assert r"\textbf{71.00}" in (out / "table2.tex").read_text()
+    assert r"\textbf{71.00} $\pm$ 1.41 (n=2)" in (out / "table2.tex").read_text()
     assert len(pd.read_csv(out / "runs.csv")) == len(RUNS)
     summary = (out / "report.md").read_text()
-    assert "## Table 2" in summary and "## Table 3" in summary and "**85.00**" in summary
-    assert "1 cells average several runs" in summary  # the two vgg19 fine-tuning seeds
+    assert "## Table 2" in summary and "## Table 3" in summary and "**85.00** (n=1)" in summary
+    assert "1 cell averages several runs" in summary  # the two vgg19 fine-tuning seeds
+    assert (
+        summary.count("12 runs. Each cell: test_top1 in %, mean ± sample standard deviation") == 1
+    )
+    diffs = pd.read_csv(out / "differences.csv", keep_default_na=False)
+    assert [
+        (r.dataset, r.challenge, r.backbone, r.comparison, r.mean, r.n, str(r.seeds), r.unpaired)
+        for r in diffs.itertuples()
+    ] == DIFFERENCES
+    assert "## Paired differences" in summary
+    assert ["antwerp", "type", "vgg19", "Fine-tuning: θ̂ − θ", "+5.00 (n=1)", "1", ""] in (
+        markdown_cells((out / "differences.md").read_text())
+    )
     assert "![curves_rijksmuseum_type](curves_rijksmuseum_type.png)" in summary
     assert not list(out.glob(".*tmp*"))  # no temporary file left behind
 
@@ -135,7 +157,8 @@ def test_cli_prints_tables_and_writes_next_to_the_runs(
     write_run(runs / "0", results_record(test={"top1": 0.875}), val_top1=[0.5, 0.9])
     _cli(monkeypatch, tmp_path, str(runs), "curves=false")
     out = capsys.readouterr().out
-    assert "Table 2" in out and "87.50" in out and "no Table 3" in out
+    assert "Table 2" in out and "87.50 (n=1)" in out and "no Table 3" in out
+    assert "mean ± sample standard deviation" in out and "1 run -> " in out
     assert json.loads(json.dumps(pd.read_csv(runs / "report" / "table2.csv").to_dict()))
     assert not (runs / "report" / "curves_rijksmuseum_type.png").exists()
 
@@ -187,12 +210,90 @@ def test_real_training_runs_feed_the_report(tmp_path: Path) -> None:
     runs = report.runs.set_index("mode")
     table = report.tables["table2"]
     for mode in ("off_the_shelf", "fine_tune"):
-        assert table.loc[:, (mode, "none")].item() == pytest.approx(
+        assert table.mean.loc[:, (mode, "none")].item() == pytest.approx(
             100 * runs.loc[mode, "test_top1"]
         )
-    assert table.loc[:, ("fine_tune", "imagenet")].isna().all()  # not run: empty
+        assert table.n.loc[:, (mode, "none")].item() == 1
+    assert table.mean.loc[:, ("fine_tune", "imagenet")].isna().all()  # not run: empty
+    # what training writes is what report reads: one identity per run, not mixed
+    assert runs["run_id"].nunique() == 2 and not runs["identity_derived"].any()
+    assert runs["identity.preprocessing.input_size"].notna().all()
     assert [p.name for p in report.files if p.suffix == ".png"] == ["curves_imagefolder_class.png"]
     assert not report.notes or "history" not in " ".join(report.notes)
     logged = pd.read_csv(runs.loc["fine_tune", "history_path"])
     assert logged["epoch"].max() == 2  # validate/test on the best checkpoint, after fit
     assert read_history(runs.loc["fine_tune", "history_path"]).index.tolist() == [0, 1]
+
+
+def test_a_copied_run_folder_counts_once(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, top1 in ((1, 0.70), (2, 0.72)):
+        rec = results_record(identity={}, seed=seed, test={"top1": top1})
+        write_run(runs / f"seed{seed}", rec, val_top1=[0.5, top1])
+    shutil.copytree(runs / "seed2", runs / "seed2 (backup)")  # same run_id, second path
+    report = make_report([runs], out_dir=tmp_path / "out", curves=False)
+    assert len(report.runs) == 2 and len(pd.read_csv(tmp_path / "out" / "runs.csv")) == 2
+    copies = sorted(str(runs / d / "results.json") for d in ("seed2", "seed2 (backup)"))
+    assert copies[0] in report.runs["results_path"].tolist()  # the first in sorted order
+    note = next(n for n in report.notes if "duplicate" in n)
+    assert note.startswith("1 duplicate copy of a run ignored") and note.endswith(copies[1])
+    table = report.tables["table2"]
+    assert table.n.loc[:, ("fine_tune", "imagenet")].tolist() == [2]  # not 3
+    assert table.mean.loc[:, ("fine_tune", "imagenet")].tolist() == [pytest.approx(71.0)]
+
+
+def test_runs_of_two_collections_with_one_dataset_name_are_two_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    runs = tmp_path / "runs"
+    for name, values in (("ahe64", (0.5, 0.6)), ("egypt224", (0.9, 0.8))):
+        for seed, top1 in enumerate(values, start=1):
+            rec = results_record(
+                identity={"source": {"root": f"/data/{name}/train_val"}},
+                dataset="imagefolder",
+                challenge="class",
+                backbone="resnet18",
+                seed=seed,
+                test={"top1": top1},
+            )
+            write_run(runs / name / str(seed), rec, val_top1=[0.3, top1])
+    report = make_report([runs], out_dir=tmp_path / "out")
+    md = markdown_cells((tmp_path / "out" / "table2.md").read_text())
+    assert [row[:3] for row in md[1:]] == [
+        ["imagefolder (ahe64/train_val)", "class", "resnet18"],
+        ["imagefolder (egypt224/train_val)", "class", "resnet18"],
+    ]
+    assert [row[4] for row in md[1:]] == ["**55.00** ± 7.07 (n=2)", "**85.00** ± 7.07 (n=2)"]
+    assert any("come from 2 different source folders" in n for n in report.notes)
+    assert {p.name for p in report.files if p.suffix == ".png"} == {
+        "curves_imagefolder-ahe64-train_val_class.png",
+        "curves_imagefolder-egypt224-train_val_class.png",
+    }
+    monkeypatch.setenv("COLUMNS", "200")  # rich: no folded cells
+    _cli(monkeypatch, tmp_path, str(runs), "curves=false", f"out_dir={tmp_path / 'cli'}")
+    out = capsys.readouterr().out
+    assert "imagefolder (ahe64/train_val)" in out and "55.00 ± 7.07 (n=2)" in out
+    assert "4 runs -> " in out
+
+
+def test_input_sizes_and_weight_files_are_separated_in_the_report(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for size in (32, 48):
+        ident = {"preprocessing": {"input_size": [3, size, size]}}
+        write_run(runs / f"s{size}", results_record(identity=ident, backbone="resnet18"))
+    for name in ("a", "b"):
+        rec = results_record(identity={}, backbone="vgg19", weights=f"/w/{name}.safetensors")
+        write_run(runs / name, rec)
+    report = make_report([runs], out_dir=tmp_path / "out", curves=False)
+    csv = pd.read_csv(tmp_path / "out" / "table2.csv")
+    assert csv["backbone"].tolist() == ["resnet18 @32px", "resnet18 @48px", "vgg19"]
+    assert {"fine_tune/file (a.safetensors)", "fine_tune/file (b.safetensors)"} <= set(csv)
+    assert csv["fine_tune/file (a.safetensors)_n"].tolist()[2] == 1
+    labels = pd.read_csv(tmp_path / "out" / "runs.csv")[["backbone_label", "init_label"]]
+    assert sorted(labels.itertuples(index=False, name=None)) == [
+        ("resnet18 @32px", "imagenet"),
+        ("resnet18 @48px", "imagenet"),
+        ("vgg19", "file (a.safetensors)"),
+        ("vgg19", "file (b.safetensors)"),
+    ]
+    assert len(report.notes) >= 2

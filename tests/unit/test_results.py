@@ -15,8 +15,11 @@ from arttl.results import (
     ResultsSchemaError,
     collect_results,
     find_results,
+    flatten_identity,
+    hash_identity,
     init_kind,
     load_results,
+    record_identity,
     write_results,
 )
 from tests.fixtures.tiny_runs import results_record, write_run
@@ -48,6 +51,9 @@ def test_non_finite_metrics_are_written_as_null(tmp_path: Path) -> None:
         ({"test": {"top1": "high"}}, "'test.top1' must be a number or null"),
         ({"val": [0.5]}, "'val' must be an object"),
         ({"schema_version": 2}, "schema_version=2"),
+        ({"run_id": 17}, "'run_id' must be a non-empty string"),
+        ({"identity_hash": ""}, "'identity_hash' must be a non-empty string"),
+        ({"identity": [1, 2]}, "'identity' must be an object"),
     ],
 )
 def test_invalid_record_is_refused_and_nothing_is_written(
@@ -143,3 +149,61 @@ def test_one_bad_file_stops_the_whole_collection(tmp_path: Path) -> None:
         ResultsSchemaError, match=r"(?s)1 of 2 results files.*old[/\\]results\.json"
     ):
         collect_results(tmp_path)
+
+
+def test_identity_keys_are_optional_and_round_trip(tmp_path: Path) -> None:
+    old = write_results(tmp_path / "old" / "results.json", results_record())
+    assert {"run_id", "identity_hash", "identity"}.isdisjoint(load_results(old))
+    new = write_results(tmp_path / "new" / "results.json", results_record(identity={}))
+    loaded = load_results(new)
+    assert len(loaded["run_id"]) == 32 and loaded["identity_hash"] == hash_identity(
+        loaded["identity"]
+    )
+    assert loaded["identity"]["preprocessing"]["input_size"] == [3, 224, 224]
+
+
+def test_record_identity_falls_back_to_the_old_columns() -> None:
+    a, b = results_record(seed=1), results_record(seed=2, test={"top1": 0.1})
+    hash_a, identity_a, derived = record_identity(a)
+    assert derived and hash_a.startswith("legacy-") and hash_a == record_identity(b)[0]
+    assert set(identity_a) == {
+        "dataset", "challenge", "backbone", "mode", "weights", "num_classes", "samples"
+    }  # fmt: skip
+    for change in ({"weights": "/w/a.pth"}, {"num_classes": 7}, {"samples": {"train": 81}}):
+        assert record_identity(results_record(**change))[0] != hash_a
+    given = results_record(identity={}, identity_hash="abc123")
+    assert record_identity(given)[:2] == ("abc123", given["identity"])
+    no_hash = {k: v for k, v in results_record(identity={}).items() if k != "identity_hash"}
+    assert record_identity(no_hash)[0] == hash_identity(no_hash["identity"])
+
+
+def test_flatten_identity_uses_dots_and_keeps_lists() -> None:
+    flat = flatten_identity({"a": {"b": {"c": 1}, "size": [3, 32, 32]}, "e": None, "f": {}})
+    assert flat == {"a.b.c": 1, "a.size": [3, 32, 32], "e": None, "f": {}}
+
+
+def test_collect_results_adds_identity_columns(tmp_path: Path) -> None:
+    rec = results_record(identity={"preprocessing": {"input_size": [3, 32, 32]}})
+    write_run(tmp_path / "new", rec)
+    write_run(tmp_path / "old", results_record())
+    runs = collect_results(tmp_path).set_index("run_dir")
+    new, old = runs.loc[str(tmp_path / "new")], runs.loc[str(tmp_path / "old")]
+    assert new["run_id"] == rec["run_id"] and new["identity_hash"] == rec["identity_hash"]
+    assert new["identity.preprocessing.input_size"] == "[3, 32, 32]"
+    assert not new["identity_derived"] and old["identity_derived"]
+    assert pd.isna(old["run_id"]) and old["identity_hash"].startswith("legacy-")
+    assert pd.isna(old["identity.preprocessing.input_size"])
+    assert json.loads(old["identity"])["backbone"] == "resnet50"
+
+
+def test_collect_results_counts_a_copied_run_once(tmp_path: Path) -> None:
+    rec = results_record(identity={})
+    write_run(tmp_path / "b", rec)
+    write_run(tmp_path / "a_copy", rec)  # same run_id: a backup of the same run
+    write_run(tmp_path / "c", results_record(identity={}))  # another run
+    write_run(tmp_path / "old1", results_record())  # no run_id: never merged
+    write_run(tmp_path / "old2", results_record())
+    runs = collect_results(tmp_path)
+    assert len(runs) == 4
+    assert (tmp_path / "b").as_posix() not in runs["run_dir"].tolist()  # a_copy sorts first
+    assert runs.attrs["duplicate_copies"] == [str(tmp_path / "b" / "results.json")]

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from arttl.atomic import atomic_path
-from arttl.reporting.tables import INIT_LABELS, MODE_LABELS
+from arttl.reporting.cells import init_detail, init_of_label, init_text, mode_text
 from arttl.results import INIT_IMAGENET
 
 LINESTYLES = {"off_the_shelf": "--", "fine_tune": "-", "partial": "-.", "gradual": ":"}
@@ -38,13 +38,14 @@ def read_history(path: str | Path, metric: str = "val/top1") -> pd.Series:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name))
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-") or "-"
 
 
 def _label(row: pd.Series, with_seed: bool) -> str:
-    label = f"{row['backbone']} / {MODE_LABELS.get(row['mode'], row['mode'])}"
-    if row["init"] != INIT_IMAGENET and row["mode"] != "scratch":
-        label += f" ({INIT_LABELS.get(row['init'], row['init'])})"
+    label = f"{row['backbone_label']} / {mode_text(row['mode'])}"
+    init = row["init_label"]
+    if (init_of_label(init) != INIT_IMAGENET and row["mode"] != "scratch") or init_detail(init):
+        label += f" ({init_text(init)})"
     if with_seed:
         label += f" seed {row.get('seed')}"
     return label
@@ -55,20 +56,26 @@ def plot_learning_curves(
 ) -> tuple[list[Path], list[str]]:
     """One PNG per (dataset, challenge), one line per run; returns (files, runs without history).
 
-    Colour tells the backbone, line style the mode; epochs are counted from 1 (after one pass).
+    Colour tells the backbone (row label), line style the mode; epochs are counted from 1 (after
+    one pass). Datasets, backbones and inits carry the labels of ``reporting.cells``.
     """
+    from arttl.reporting.tables import ensure_labels
+
+    runs = ensure_labels(runs)
     out_dir = Path(out_dir)
     written: list[Path] = []
     missing: list[str] = []
     percent = not metric.endswith("loss")
-    for (dataset, challenge), group in runs.groupby(["dataset", "challenge"], sort=True):
-        backbones = sorted(group["backbone"].unique())
+    for (dataset, challenge), group in runs.groupby(["dataset_label", "challenge"], sort=True):
+        backbones = sorted(group["backbone_label"].unique())
         colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backbones)}
         labels = [_label(r, False) for _, r in group.iterrows()]
         repeated = {lab for lab in labels if labels.count(lab) > 1}  # seeds of one setting
         fig, ax = plt.subplots(figsize=(7, 4.5))
         lines = 0
-        for _, row in group.sort_values(["backbone", "mode", "init"]).iterrows():
+        for _, row in group.sort_values(
+            ["backbone_label", "mode", "init_label"], kind="stable"
+        ).iterrows():
             history = row.get("history_path")
             series = read_history(history, metric) if isinstance(history, str) else None
             if series is None or series.empty:
@@ -78,7 +85,7 @@ def plot_learning_curves(
                 series.index + 1,
                 series.to_numpy() * (100 if percent else 1),
                 linestyle=LINESTYLES.get(row["mode"], (0, (1, 1))),  # other modes: dotted
-                color=colours[row["backbone"]],
+                color=colours[row["backbone_label"]],
                 marker="o" if len(series) < 30 else None,
                 markersize=3,
                 label=_label(row, _label(row, False) in repeated),

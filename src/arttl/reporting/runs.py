@@ -9,9 +9,22 @@ from pathlib import Path
 import pandas as pd
 
 from arttl.atomic import atomic_path, write_text_atomic
+from arttl.reporting.cells import CELL_COLUMNS, LABEL_COLUMNS, label_runs
 from arttl.reporting.curves import plot_learning_curves
-from arttl.reporting.tables import latex_escape, table2, table3, to_csv_frame, to_latex, to_markdown
-from arttl.results import collect_results
+from arttl.reporting.tables import (
+    CellTable,
+    check_metric,
+    differences,
+    differences_csv_frame,
+    differences_markdown,
+    latex_escape,
+    table2,
+    table3,
+    to_csv_frame,
+    to_latex,
+    to_markdown,
+)
+from arttl.results import DUPLICATES_ATTR, IDENTITY_COLUMNS, collect_results
 
 TABLES = {
     "table2": "Table 2: off-the-shelf versus fine-tuning (ImageNet initialisation θ)",
@@ -21,15 +34,36 @@ TABLES_LATEX = {
     "table2": r"Off-the-shelf versus fine-tuning (ImageNet initialisation $\theta$)",
     "table3": r"ImageNet ($\theta$) versus art-tuned ($\hat{\theta}$) initialisation",
 }
+DIFFERENCES_TITLE = "Paired differences: θ̂ − θ and fine-tuning − off-the-shelf, per seed"
 
 
 @dataclass
 class Report:
     runs: pd.DataFrame
-    tables: dict[str, pd.DataFrame]
+    tables: dict[str, CellTable]
     out_dir: Path
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 run``, ``3 runs``."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def cell_explanation(metric: str) -> str:
+    """One line saying what a table cell is."""
+    unit = "" if metric.endswith("loss") else " in %"
+    return (
+        f"Each cell: {metric}{unit}, mean ± sample standard deviation (ddof=1) over the n runs "
+        "(seeds) of one configuration, e.g. 71.00 ± 1.41 (n=2); a single run shows its value "
+        "and (n=1), without ±. Best mean per challenge in bold; empty = not run."
+    )
+
+
+def difference_unit(metric: str) -> str:
+    return "" if metric.endswith("loss") else " (pp)"
 
 
 def default_out_dir(folders: Iterable[str | Path]) -> Path:
@@ -39,7 +73,7 @@ def default_out_dir(folders: Iterable[str | Path]) -> Path:
 
 
 def _render_all(
-    tables: dict[str, pd.DataFrame], metric: str, decimals: int
+    tables: dict[str, CellTable], diffs: pd.DataFrame, metric: str, decimals: int
 ) -> dict[str, str | pd.DataFrame]:
     higher = not metric.endswith("loss")
     unit = "" if not higher else " (%)"
@@ -48,13 +82,17 @@ def _render_all(
         if table.empty:
             continue
         caption = (
-            f"{TABLES_LATEX[name]}; {latex_escape(metric + unit)}, best per challenge in bold."
+            f"{TABLES_LATEX[name]}; {latex_escape(metric + unit)}, mean $\\pm$ sample standard "
+            "deviation over $n$ seeds, best mean per challenge in bold."
         )
         rendered[f"{name}.csv"] = to_csv_frame(table, decimals)
         rendered[f"{name}.md"] = to_markdown(table, decimals, higher, show_init=name == "table3")
         rendered[f"{name}.tex"] = to_latex(
             table, decimals, higher, caption=caption, two_level_header=name == "table3"
         )
+    if (diffs["n"] > 0).any():
+        rendered["differences.csv"] = differences_csv_frame(diffs, decimals)
+        rendered["differences.md"] = differences_markdown(diffs, decimals, difference_unit(metric))
     return rendered
 
 
@@ -62,10 +100,11 @@ def _summary(report: Report, metric: str, rendered: dict, curves: list[Path]) ->
     lines = [
         "# arttl report",
         "",
-        f"{len(report.runs)} runs; cells: {metric}"
-        + ("" if metric.endswith("loss") else " in %")
-        + ", mean over the runs in the cell; best per challenge in **bold**; "
-        "empty = not run. All runs: [runs.csv](runs.csv).",
+        f"{plural(len(report.runs), 'run')}. "
+        + cell_explanation(metric).replace(
+            "Best mean per challenge in bold", "Best mean per challenge in **bold**"
+        )
+        + " All runs: [runs.csv](runs.csv).",
         "",
     ]
     for name, title in TABLES.items():
@@ -78,6 +117,18 @@ def _summary(report: Report, metric: str, rendered: dict, curves: list[Path]) ->
             f"[CSV]({name}.csv) · [LaTeX]({name}.tex)",
             "",
         ]
+    if "differences.md" in rendered:
+        unit = "percentage points" if not metric.endswith("loss") else "units of " + metric
+        lines += [
+            f"## {DIFFERENCES_TITLE}",
+            "",
+            f"Runs paired by seed (only seeds run on both sides); {metric} difference in {unit}, "
+            "mean ± sample standard deviation over the n paired seeds.",
+            "",
+            rendered["differences.md"],
+            "[CSV](differences.csv)",
+            "",
+        ]
     if curves:
         lines += ["## Learning curves", ""]
         lines += [f"![{p.stem}]({p.name})" for p in curves]
@@ -85,6 +136,37 @@ def _summary(report: Report, metric: str, rendered: dict, curves: list[Path]) ->
     if report.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     return "\n".join(lines)
+
+
+def _runs_csv_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in (*IDENTITY_COLUMNS, *LABEL_COLUMNS) if c in runs]
+    return runs[first + [c for c in runs.columns if c not in first]]
+
+
+def _notes(report: Report, duplicates: list[str], label_notes: list[str]) -> None:
+    runs, notes = report.runs, report.notes
+    if duplicates:
+        notes.append(
+            f"{plural(len(duplicates), 'duplicate copy', 'duplicate copies')} of "
+            f"{'a run' if len(duplicates) == 1 else 'runs'} ignored (same run_id as a run "
+            f"already counted): {', '.join(duplicates)}"
+        )
+    notes += label_notes
+    if report.tables["table3"].empty:
+        notes.append("No run started from an arttl checkpoint (θ̂), so there is no Table 3.")
+    cell_counts = runs.groupby(list(CELL_COLUMNS)).size()
+    several = int((cell_counts > 1).sum())
+    if several:
+        notes.append(
+            f"{plural(several, 'cell')} average{'s' if several == 1 else ''} several runs (seeds) "
+            "of one configuration; runs.csv lists each run."
+        )
+    for _, row in report.differences[report.differences["n"] == 0].iterrows():
+        notes.append(
+            f"{row['dataset']} / {row['challenge']} / {row['backbone']}, {row['comparison']}: "
+            f"no seed was run on both sides ({row['unpaired']}), so there is no paired "
+            "difference."
+        )
 
 
 def make_report(
@@ -102,22 +184,18 @@ def make_report(
     """
     folders = [Path(f) for f in folders]
     runs = collect_results(folders)
+    duplicates = list(runs.attrs.get(DUPLICATES_ATTR, []))
+    check_metric(runs, metric)
+    runs, label_notes = label_runs(runs)
     out = Path(out_dir) if out_dir else default_out_dir(folders)
     tables = {"table2": table2(runs, metric), "table3": table3(runs, metric)}
-    report = Report(runs=runs, tables=tables, out_dir=out)
-    rendered = _render_all(tables, metric, decimals)
-    if tables["table3"].empty:
-        report.notes.append("No run started from an arttl checkpoint (θ̂), so there is no Table 3.")
-    cell_counts = runs.groupby(["dataset", "challenge", "backbone", "mode", "init"]).size()
-    if (cell_counts > 1).any():
-        report.notes.append(
-            f"{int((cell_counts > 1).sum())} cells average several runs (seeds or repeats); "
-            "runs.csv lists each run."
-        )
+    report = Report(runs=runs, tables=tables, out_dir=out, differences=differences(runs, metric))
+    rendered = _render_all(tables, report.differences, metric, decimals)
+    _notes(report, duplicates, label_notes)
 
     runs_csv = out / "runs.csv"
     with atomic_path(runs_csv) as tmp:
-        runs.to_csv(tmp, index=False)
+        _runs_csv_frame(runs).to_csv(tmp, index=False)
     report.files.append(runs_csv)
     for name, content in rendered.items():
         path = out / name
@@ -133,8 +211,10 @@ def make_report(
         report.files += written
         if missing:
             report.notes.append(
-                f"{len(missing)} runs have no {curve_metric} history (metrics.csv) and are not "
-                f"in the curves: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")
+                f"{plural(len(missing), 'run')} {'has' if len(missing) == 1 else 'have'} no "
+                f"{curve_metric} history (metrics.csv) and {'is' if len(missing) == 1 else 'are'} "
+                f"not in the curves: {', '.join(missing[:5])}"
+                + (" ..." if len(missing) > 5 else "")
             )
     summary = out / "report.md"
     write_text_atomic(summary, _summary(report, metric, rendered, written))

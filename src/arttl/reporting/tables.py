@@ -3,32 +3,58 @@
 Table 2: rows challenge × backbone, columns transfer mode (off-the-shelf and fine-tuning side by
 side, other modes after them), ImageNet initialisation (θ). Table 3: the same rows on a
 collection where some runs start from an art-tuned arttl checkpoint (θ̂), columns mode × init.
-Cells are the mean of a metric over the runs that fall in them, in percent; a combination
-without a run is NaN, which every renderer writes as an empty cell, never as 0.
+
+A cell holds the runs of one configuration (one ``identity_hash``; see ``reporting.cells``) and
+shows the mean of a metric over them, in percent, ± the sample standard deviation (ddof=1) and
+n, the number of runs (seeds): ``71.00 ± 1.41 (n=2)``; a single run is ``70.00 (n=1)``, never a
+made-up ± 0. A combination without a run is NaN, which every renderer writes as an empty cell,
+never as 0. ``differences`` pairs runs by seed: θ̂ − θ per mode, fine-tuning − off-the-shelf per
+initialisation, in percentage points.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from arttl.reporting.cells import (
+    CELL_COLUMNS,
+    INIT_LABELS,
+    LABEL_COLUMNS,
+    MODE_LABELS,
+    ROW_LABEL_COLUMNS,
+    init_detail,
+    init_of_label,
+    init_text,
+    label_runs,
+    mode_text,
+)
 from arttl.results import INIT_ARTTL, INIT_FILE, INIT_IMAGENET, INIT_NONE, INITS
+
+__all__ = [
+    "INIT_LABELS",
+    "MODE_LABELS",
+    "CellTable",
+    "best_mask",
+    "differences",
+    "differences_csv_frame",
+    "differences_markdown",
+    "differences_rows",
+    "table2",
+    "table3",
+    "to_csv_frame",
+    "to_latex",
+    "to_markdown",
+]
 
 ROW_KEYS = ("dataset", "challenge", "backbone")
 COLUMN_KEYS = ("mode", "init")
 PAPER_MODES = ("off_the_shelf", "fine_tune")
 MODE_ORDER = ("off_the_shelf", "fine_tune", "partial", "gradual", "scratch")
-MODE_LABELS = {
-    "off_the_shelf": "Off-the-shelf",
-    "fine_tune": "Fine-tuning",
-    "partial": "Partial fine-tuning",
-    "gradual": "Gradual unfreezing",
-    "scratch": "From scratch",
-}
-INIT_LABELS = {INIT_IMAGENET: "θ", INIT_ARTTL: "θ̂", INIT_NONE: "random init", INIT_FILE: "file"}
 INIT_LATEX = {
     INIT_IMAGENET: r"$\theta$",
     INIT_ARTTL: r"$\hat{\theta}$",
@@ -36,13 +62,65 @@ INIT_LATEX = {
     INIT_FILE: "file",
 }
 ROW_LABELS = {"dataset": "Dataset", "challenge": "Challenge", "backbone": "Backbone"}
+PLUS_MINUS = " ± "
+PLUS_MINUS_LATEX = r" $\pm$ "
+DIFFERENCE_COLUMNS = [
+    "dataset",
+    "challenge",
+    "backbone",
+    "kind",
+    "comparison",
+    "minuend",
+    "subtrahend",
+    "mean",
+    "std",
+    "n",
+    "seeds",
+    "unpaired",
+]
+THETA_HAT_MINUS_THETA = "theta_hat-theta"
+FINE_TUNE_MINUS_OFF_THE_SHELF = "fine_tune-off_the_shelf"
+
+
+@dataclass
+class CellTable:
+    """One table: per cell the mean, sample std (ddof=1, NaN for n < 2) and n, same shape.
+
+    Rows are (dataset, challenge, backbone) labels, columns (mode, init) labels (see
+    ``reporting.cells``); values are in percent except for losses. NaN mean = not run.
+    """
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    n: pd.DataFrame
+
+    @property
+    def empty(self) -> bool:
+        return self.mean.empty
+
+    @property
+    def index(self) -> pd.Index:
+        return self.mean.index
+
+    @property
+    def columns(self) -> pd.Index:
+        return self.mean.columns
 
 
 def _mode_rank(mode: str) -> tuple[int, str]:
     return (MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), mode)
 
 
-def _check_metric(runs: pd.DataFrame, metric: str) -> None:
+def _init_rank(label: str) -> tuple[int, str]:
+    kind = init_of_label(label)
+    return (INITS.index(kind) if kind in INITS else len(INITS), label)
+
+
+def _scale(metric: str) -> float:
+    return 1.0 if metric.endswith("loss") else 100.0
+
+
+def check_metric(runs: pd.DataFrame, metric: str) -> None:
     from arttl.errors import choice_error
 
     if metric not in runs:
@@ -50,71 +128,107 @@ def _check_metric(runs: pd.DataFrame, metric: str) -> None:
         raise choice_error("metric", metric, choices)
 
 
-def _pivot(runs: pd.DataFrame, metric: str, columns: list[tuple[str, str]]) -> pd.DataFrame:
-    """Mean ``metric`` (in %) per row key × (mode, init), on every backbone of each dataset."""
-    scale = 1.0 if metric.endswith("loss") else 100.0
-    means = runs.groupby([*ROW_KEYS, *COLUMN_KEYS], dropna=False)[metric].mean() * scale
+def ensure_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with the cell labels of ``reporting.cells.label_runs`` (added when missing)."""
+    if set(LABEL_COLUMNS) <= set(runs.columns):
+        return runs
+    return label_runs(runs)[0]
+
+
+def _row_index(runs: pd.DataFrame) -> pd.MultiIndex:
+    """Every row label; a plain backbone that ran on one challenge of a dataset but not on
+    another shows there as an empty row instead of vanishing."""
     rows = []
-    for dataset, part in runs.groupby("dataset", sort=True):
-        # A backbone that ran on one challenge of a dataset but failed on another shows as an
-        # empty row there instead of vanishing.
+    for dataset, part in runs.groupby("dataset_label", sort=True):
+        backbones = set(part["backbone"])
         for challenge in sorted(part["challenge"].unique()):
-            rows += [(dataset, challenge, b) for b in sorted(part["backbone"].unique())]
-    index = pd.MultiIndex.from_tuples(rows, names=list(ROW_KEYS))
+            here = part[part["challenge"] == challenge]
+            labels = set(zip(here["backbone"], here["backbone_label"], strict=True))
+            labels |= {(b, b) for b in backbones - set(here["backbone"])}
+            rows += [(dataset, challenge, label) for _, label in sorted(labels)]
+    return pd.MultiIndex.from_tuples(rows, names=list(ROW_KEYS))
+
+
+def _pivot(runs: pd.DataFrame, metric: str, columns: list[tuple[str, str]]) -> CellTable:
+    """Mean, std and n of ``metric`` (in %) per row label × (mode, init label)."""
+    scale = _scale(metric)
+    index = _row_index(runs) if not runs.empty else pd.MultiIndex.from_tuples([], names=ROW_KEYS)
     col_index = pd.MultiIndex.from_tuples(columns, names=list(COLUMN_KEYS))
-    table = pd.DataFrame(np.nan, index=index, columns=col_index, dtype=float)
-    for (dataset, challenge, backbone, mode, init), value in means.items():
-        if (mode, init) in table.columns and (dataset, challenge, backbone) in table.index:
-            table.loc[(dataset, challenge, backbone), (mode, init)] = value
-    return table
+    frames = {k: pd.DataFrame(np.nan, index=index, columns=col_index) for k in ("mean", "std", "n")}
+    valid = runs[runs[metric].notna()]
+    stats = valid.groupby(list(CELL_COLUMNS))[metric].agg(["mean", "std", "count"])
+    for (dataset, challenge, backbone, mode, init), row in stats.iterrows():
+        if (mode, init) in col_index and (dataset, challenge, backbone) in index:
+            where = ((dataset, challenge, backbone), (mode, init))
+            frames["mean"].loc[where] = row["mean"] * scale
+            frames["n"].loc[where] = row["count"]
+            if row["count"] >= 2:
+                frames["std"].loc[where] = row["std"] * scale
+    return CellTable(**frames)
 
 
-def table2(runs: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+def _with_paper_columns(
+    present: set[tuple[str, str]], modes: list[str], kinds: tuple[str, ...]
+) -> set[tuple[str, str]]:
+    """``present`` plus a plain (mode, kind) column where no column of that kind exists yet."""
+    out = set(present)
+    for mode in modes:
+        for kind in kinds:
+            if not any(m == mode and init_of_label(i) == kind for m, i in present):
+                out.add((mode, kind))
+    return out
+
+
+def table2(runs: pd.DataFrame, metric: str = "test_top1") -> CellTable:
     """Paper Table 2: challenge × backbone rows, (mode, init) columns, every run except θ̂ ones.
 
     Columns: off-the-shelf and fine-tuning with θ first (always, empty if not run), then the
     other modes; runs from another initialisation (random, a weights file) get their own column.
     """
-    _check_metric(runs, metric)
+    check_metric(runs, metric)
+    runs = ensure_labels(runs)
     runs = runs[runs["init"] != INIT_ARTTL]
     if runs.empty:
         return _pivot(runs, metric, [])
-    present = set(zip(runs["mode"], runs["init"], strict=True))
-    theta = [(m, INIT_IMAGENET) for m in PAPER_MODES]
+    present = set(zip(runs["mode"], runs["init_label"], strict=True))
+    columns = _with_paper_columns(present, list(PAPER_MODES), (INIT_IMAGENET,))
+    theta = [(m, INIT_IMAGENET) for m in PAPER_MODES if (m, INIT_IMAGENET) in columns]
     others = sorted(
-        present - set(theta), key=lambda c: (INITS.index(c[1]) > 0, _mode_rank(c[0]), c[1])
+        columns - set(theta),
+        key=lambda c: (init_of_label(c[1]) != INIT_IMAGENET, _mode_rank(c[0]), _init_rank(c[1])),
     )
     return _pivot(runs, metric, theta + others)
 
 
-def table3(runs: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+def table3(runs: pd.DataFrame, metric: str = "test_top1") -> CellTable:
     """Paper Table 3: on each dataset with θ̂ runs, θ versus θ̂ side by side for every mode.
 
     Off-the-shelf and fine-tuning always get both a θ and a θ̂ column; other modes and inits
     appear when present. Empty (no rows) when no run started from an arttl checkpoint.
     """
-    _check_metric(runs, metric)
-    datasets = set(runs.loc[runs["init"] == INIT_ARTTL, "dataset"])
-    runs = runs[runs["dataset"].isin(datasets)]
+    check_metric(runs, metric)
+    runs = ensure_labels(runs)
+    datasets = set(runs.loc[runs["init"] == INIT_ARTTL, "dataset_label"])
+    runs = runs[runs["dataset_label"].isin(datasets)]
     if runs.empty:
         return _pivot(runs, metric, [])
     modes = sorted(set(runs["mode"]) | set(PAPER_MODES), key=_mode_rank)
-    present = set(zip(runs["mode"], runs["init"], strict=True))
-    columns = []
+    present = set(zip(runs["mode"], runs["init_label"], strict=True))
+    # scratch has no initialisation to compare
+    compared = [m for m in modes if m != "scratch"]
+    columns = _with_paper_columns(present, compared, (INIT_IMAGENET, INIT_ARTTL))
+    ordered = []
     for mode in modes:
-        inits = {c[1] for c in present if c[0] == mode}
-        if mode != "scratch":  # scratch has no initialisation to compare
-            inits |= {INIT_IMAGENET, INIT_ARTTL}
-        columns += [(mode, i) for i in sorted(inits, key=INITS.index)]
-    return _pivot(runs, metric, columns)
+        ordered += sorted(((m, i) for m, i in columns if m == mode), key=lambda c: _init_rank(c[1]))
+    return _pivot(runs, metric, ordered)
 
 
-def best_mask(table: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFrame:
-    """True on the best cell(s) of each challenge (all backbones and columns of that challenge)."""
+def best_mask(table: CellTable, higher_is_better: bool = True) -> pd.DataFrame:
+    """True on the best cell(s) of each challenge (all backbones and columns), by the mean."""
     mask = pd.DataFrame(False, index=table.index, columns=table.columns)
     if table.empty:
         return mask
-    for _, block in table.groupby(level=["dataset", "challenge"], sort=False):
+    for _, block in table.mean.groupby(level=["dataset", "challenge"], sort=False):
         values = block.to_numpy(dtype=float)
         if np.isnan(values).all():
             continue
@@ -123,29 +237,58 @@ def best_mask(table: pd.DataFrame, higher_is_better: bool = True) -> pd.DataFram
     return mask
 
 
-def column_labels(table: pd.DataFrame, latex: bool = False, show_init: bool = False) -> list[str]:
+def column_labels(table: CellTable, latex: bool = False, show_init: bool = False) -> list[str]:
     """One header per column: the mode, plus the init where it is not plain ImageNet (θ).
 
-    ``show_init`` names θ too (Table 3, where θ and θ̂ stand side by side).
+    ``show_init`` names θ too (Table 3, where θ and θ̂ stand side by side). A column that tells
+    weight files apart names the file: ``Fine-tuning (file a.safetensors)``.
     """
-    labels = INIT_LATEX if latex else INIT_LABELS
     out = []
     for mode, init in table.columns:
-        label = MODE_LABELS.get(mode, mode.replace("_", " "))
+        label = mode_text(mode)
+        kind, detail = init_of_label(init), init_detail(init)
         if latex:
             label = latex_escape(label)
-        if show_init or (init != INIT_IMAGENET and not (mode == "scratch" and init == INIT_NONE)):
-            label += f" ({labels.get(init, init)})"
+        plain = (kind == INIT_IMAGENET or (mode == "scratch" and kind == INIT_NONE)) and not detail
+        if show_init or not plain:
+            label += f" ({_init_latex(init) if latex else init_text(init)})"
         out.append(label)
     return out
 
 
+def _init_latex(label: str) -> str:
+    kind, detail = init_of_label(label), init_detail(label)
+    name = INIT_LATEX.get(kind, latex_escape(kind))
+    return f"{name} {latex_escape(detail)}" if detail else name
+
+
+def _isnan(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: float, decimals: int) -> str:
-    return (
-        ""
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else (f"{value:.{decimals}f}")
-    )
+    return "" if _isnan(value) else f"{value:.{decimals}f}"
+
+
+def cell_text(
+    mean: float,
+    std: float,
+    n: float,
+    decimals: int = 2,
+    bold: Callable[[str], str] = str,
+    plus_minus: str = PLUS_MINUS,
+    signed: bool = False,
+) -> str:
+    """``71.00 ± 1.41 (n=2)``; ``70.00 (n=1)`` (no ± for one run); '' when not run.
+
+    ``bold`` wraps the mean only (the best cell is chosen by the mean).
+    """
+    if _isnan(mean) or _isnan(n) or n < 1:
+        return ""
+    text = bold(f"{mean:+.{decimals}f}" if signed else f"{mean:.{decimals}f}")
+    if n >= 2 and not _isnan(std):
+        text += f"{plus_minus}{std:.{decimals}f}"
+    return text + f" (n={int(n)})"
 
 
 def _sparse_rows(index: pd.MultiIndex) -> list[list[str]]:
@@ -161,44 +304,62 @@ def _sparse_rows(index: pd.MultiIndex) -> list[list[str]]:
     return rows
 
 
+def _cells(
+    table: CellTable,
+    decimals: int,
+    higher_is_better: bool,
+    bold: Callable[[str], str],
+    plus_minus: str,
+) -> list[list[str]]:
+    mask = best_mask(table, higher_is_better).to_numpy()
+    mean, std, n = (t.to_numpy(dtype=float) for t in (table.mean, table.std, table.n))
+    return [
+        [
+            cell_text(mean[r, c], std[r, c], n[r, c], decimals, bold if mask[r, c] else str,
+                      plus_minus)
+            for c in range(mean.shape[1])
+        ]
+        for r in range(mean.shape[0])
+    ]  # fmt: skip
+
+
 def display_rows(
-    table: pd.DataFrame,
+    table: CellTable,
     decimals: int = 2,
     higher_is_better: bool = True,
     show_init: bool = False,
     bold: Callable[[str], str] = "**{}**".format,
+    escape: Callable[[str], str] = str,
 ) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of strings: row labels once per block, best per challenge through ``bold``.
 
     Shared by the Markdown file and the terminal table so both show the same cells.
     """
-    mask = best_mask(table, higher_is_better)
     header = [ROW_LABELS[n] for n in table.index.names] + column_labels(table, False, show_init)
-    rows = []
-    for labels, values, best in zip(
-        _sparse_rows(table.index), table.to_numpy(), mask.to_numpy(), strict=True
-    ):
-        cells = [
-            bold(_fmt(v, decimals)) if b else _fmt(v, decimals)
-            for v, b in zip(values, best, strict=True)
-        ]
-        rows.append(labels + cells)
-    return header, rows
+    cells = _cells(table, decimals, higher_is_better, bold, PLUS_MINUS)
+    labels = [[escape(x) for x in row] for row in _sparse_rows(table.index)]
+    return [escape(h) for h in header], [a + b for a, b in zip(labels, cells, strict=True)]
 
 
-def to_markdown(
-    table: pd.DataFrame, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
+def _pipe_table(
+    header: list[str], rows: list[list[str]], n_left: int, align: list[str] | None = None
 ) -> str:
-    """GitHub pipe table (pandas + tabulate), best per challenge in bold, missing runs empty."""
-    if table.empty:
-        return "_no runs for this table_\n"
-    header, rows = display_rows(table, decimals, higher_is_better, show_init)
-    align = ["left"] * table.index.nlevels + ["right"] * table.shape[1]
+    align = align or ["left"] * n_left + ["right"] * (len(header) - n_left)
     frame = pd.DataFrame(rows, columns=header)
     return (
         frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True)
         + "\n"
     )
+
+
+def to_markdown(
+    table: CellTable, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
+) -> str:
+    """GitHub pipe table (pandas + tabulate), best per challenge in bold, missing runs empty."""
+    if table.empty:
+        return "_no runs for this table_\n"
+    header, rows = display_rows(table, decimals, higher_is_better, show_init)
+    return _pipe_table(header, rows, table.index.nlevels)
 
 
 def latex_escape(text: str) -> str:
@@ -210,36 +371,34 @@ def latex_escape(text: str) -> str:
 
 
 def to_latex(
-    table: pd.DataFrame,
+    table: CellTable,
     decimals: int = 2,
     higher_is_better: bool = True,
     caption: str | None = None,
     two_level_header: bool = False,
 ) -> str:
-    """booktabs tabular via pandas' Styler; best per challenge in \\textbf, missing runs empty.
+    """booktabs tabular via pandas' Styler; best mean per challenge in \\textbf, missing runs empty.
 
+    Cells are ``71.00 $\\pm$ 1.41 (n=2)``, or ``70.00 (n=1)`` for a single run.
     ``two_level_header`` puts modes on one header row and θ/θ̂ under them (Table 3).
     ``caption`` is LaTeX already (escape plain text with ``latex_escape``).
     """
     if table.empty:
         return "% no runs for this table\n"
-    mask = best_mask(table, higher_is_better)
-    shown = table.copy()
+    bold = r"\textbf{{{}}}".format
+    shown = pd.DataFrame(
+        _cells(table, decimals, higher_is_better, bold, PLUS_MINUS_LATEX),
+        index=table.index,
+        dtype=object,
+    )
     if two_level_header:
         shown.columns = pd.MultiIndex.from_tuples(
-            [
-                (latex_escape(MODE_LABELS.get(m, m)), INIT_LATEX.get(i, latex_escape(i)))
-                for m, i in table.columns
-            ]
+            [(latex_escape(mode_text(m)), _init_latex(i)) for m, i in table.columns]
         )
     else:
         shown.columns = column_labels(table, latex=True)
     shown.index = shown.index.set_names([ROW_LABELS[n] for n in table.index.names])
-    styler = (
-        shown.style.format(precision=decimals, na_rep="")
-        .format_index(escape="latex", axis=0)
-        .apply(lambda _: np.where(mask.to_numpy(), "textbf:--rwrap;", ""), axis=None)
-    )
+    styler = shown.style.format_index(escape="latex", axis=0)
     latex = styler.to_latex(
         hrules=True,
         multirow_align="naive",  # labels once per block, without needing the multirow package
@@ -250,15 +409,175 @@ def to_latex(
     return "% needs \\usepackage{booktabs}\n" + latex
 
 
-def to_csv_frame(table: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
-    """Flat columns ``<mode>/<init>`` and rounded values; NaN stays NaN (an empty CSV field)."""
-    flat = table.round(decimals).copy()
-    flat.columns = [f"{m}/{i}" for m, i in table.columns]
-    return flat.reset_index()
+def to_csv_frame(table: CellTable, decimals: int = 2) -> pd.DataFrame:
+    """Flat columns ``<mode>/<init>`` (mean), ``<mode>/<init>_std`` and ``<mode>/<init>_n``.
+
+    NaN stays NaN (an empty CSV field): not run, or no std for a single run.
+    """
+    out = table.index.to_frame(index=False)
+    for column in table.columns:
+        name = "/".join(column)
+        out[name] = table.mean[column].round(decimals).to_numpy()
+        out[f"{name}_std"] = table.std[column].round(decimals).to_numpy()
+        counts = table.n[column].to_numpy(dtype=float)
+        out[f"{name}_n"] = pd.array(
+            [None if np.isnan(c) else round(c) for c in counts], dtype="Int64"
+        )
+    return out
 
 
 def rich_rows(
-    table: pd.DataFrame, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
+    table: CellTable, decimals: int = 2, higher_is_better: bool = True, show_init: bool = False
 ) -> tuple[list[str], list[list[str]]]:
     """(header, rows) for a rich.Table, best per challenge marked up in bold."""
-    return display_rows(table, decimals, higher_is_better, show_init, "[bold]{}[/bold]".format)
+    from rich.markup import escape
+
+    return display_rows(
+        table, decimals, higher_is_better, show_init, "[bold]{}[/bold]".format, escape
+    )
+
+
+# Paired differences -----------------------------------------------------------------------------
+
+
+def _seed_text(seed: object) -> str:
+    if isinstance(seed, float) and seed.is_integer():
+        return str(int(seed))
+    return str(seed)
+
+
+def _by_seed(cell: pd.DataFrame, metric: str, scale: float) -> tuple[dict[str, float], int]:
+    """({seed: mean metric over that seed's runs}, runs without a seed) of one cell."""
+    valid = cell[cell[metric].notna()]
+    has_seed = valid["seed"].notna() if "seed" in valid else pd.Series(False, index=valid.index)
+    seeded = valid[has_seed]
+    values = seeded.groupby(seeded["seed"].map(_seed_text))[metric].mean() * scale
+    return {str(k): float(v) for k, v in values.items()}, int((~has_seed).sum())
+
+
+def _seed_sort(seed: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(seed))
+    except ValueError:
+        return (1, seed)
+
+
+def _pair(
+    hi: tuple[dict[str, float], int], lo: tuple[dict[str, float], int], hi_name: str, lo_name: str
+) -> dict[str, object]:
+    (a, a_unseeded), (b, b_unseeded) = hi, lo
+    common = sorted(set(a) & set(b), key=_seed_sort)
+    diffs = np.array([a[s] - b[s] for s in common], dtype=float)
+    unpaired = []
+    for name, side, other, unseeded in ((hi_name, a, b, a_unseeded), (lo_name, b, a, b_unseeded)):
+        only = sorted(set(side) - set(other), key=_seed_sort)
+        if only:
+            unpaired.append(f"{name} only: seed{'s' if len(only) > 1 else ''} {', '.join(only)}")
+        if unseeded:
+            unpaired.append(f"{name}: {unseeded} run{'s' if unseeded > 1 else ''} without a seed")
+    return {
+        "mean": float(diffs.mean()) if len(diffs) else np.nan,
+        "std": float(diffs.std(ddof=1)) if len(diffs) >= 2 else np.nan,
+        "n": len(diffs),
+        "seeds": ", ".join(common),
+        "unpaired": "; ".join(unpaired),
+    }
+
+
+def differences(runs: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+    """Paired differences per row, in percentage points (raw units for a loss).
+
+    For each row and mode with θ and θ̂ runs: θ̂ − θ; for each row and init with off-the-shelf
+    and fine-tuning runs: fine-tuning − off-the-shelf. Runs are paired by their ``seed`` value
+    (the runs of one seed in one cell averaged first); seeds on one side only are listed in
+    ``unpaired`` and never paired. Columns ``DIFFERENCE_COLUMNS``; ``n`` = 0 when no seed pairs
+    (``mean`` NaN). ``mean``/``std`` (ddof=1, NaN for n < 2) are over the paired seeds.
+    """
+    check_metric(runs, metric)
+    runs = ensure_labels(runs)
+    scale = _scale(metric)
+    rows = []
+    for (dataset, challenge, backbone), part in runs.groupby(list(ROW_LABEL_COLUMNS), sort=True):
+        cells = {key: cell for key, cell in part.groupby(["mode", "init_label"], sort=True)}
+        comparisons = []
+        for mode in sorted({m for m, _ in cells}, key=_mode_rank):
+            inits = sorted((i for m, i in cells if m == mode), key=_init_rank)
+            thetas = [i for i in inits if init_of_label(i) == INIT_IMAGENET]
+            hats = [i for i in inits if init_of_label(i) == INIT_ARTTL]
+            for theta in thetas:
+                for hat in hats:
+                    comparisons.append(
+                        (
+                            THETA_HAT_MINUS_THETA,
+                            f"{mode_text(mode)}: {init_text(hat)} − {init_text(theta)}",
+                            (mode, hat),
+                            (mode, theta),
+                            (init_text(hat), init_text(theta)),
+                        )
+                    )
+        shared = {i for m, i in cells if m == "fine_tune"} & {
+            i for m, i in cells if m == "off_the_shelf"
+        }
+        for init in sorted(shared, key=_init_rank):
+            comparisons.append(
+                (
+                    FINE_TUNE_MINUS_OFF_THE_SHELF,
+                    f"{init_text(init)}: {mode_text('fine_tune')} − {mode_text('off_the_shelf')}",
+                    ("fine_tune", init),
+                    ("off_the_shelf", init),
+                    (mode_text("fine_tune"), mode_text("off_the_shelf")),
+                )
+            )
+        for kind, text, hi, lo, names in comparisons:
+            pair = _pair(
+                _by_seed(cells[hi], metric, scale), _by_seed(cells[lo], metric, scale), *names
+            )
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "challenge": challenge,
+                    "backbone": backbone,
+                    "kind": kind,
+                    "comparison": text,
+                    "minuend": "/".join(hi),
+                    "subtrahend": "/".join(lo),
+                    **pair,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+    frame["n"] = frame["n"].astype(int)
+    return frame
+
+
+def differences_rows(
+    diffs: pd.DataFrame, decimals: int = 2, unit: str = " (pp)", escape: Callable = str
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the paired differences with n ≥ 1, labels once per block."""
+    paired = diffs[diffs["n"] > 0]
+    header = ["Dataset", "Challenge", "Backbone", "Comparison", f"Difference{unit}"]
+    header += ["Paired seeds", "Unpaired"]
+    if paired.empty:
+        return header, []
+    index = pd.MultiIndex.from_frame(paired[["dataset", "challenge", "backbone", "comparison"]])
+    rows = []
+    for labels, (_, row) in zip(_sparse_rows(index), paired.iterrows(), strict=True):
+        cell = cell_text(row["mean"], row["std"], row["n"], decimals, signed=True)
+        rows.append(
+            [escape(x) for x in labels] + [cell, escape(row["seeds"]), escape(row["unpaired"])]
+        )
+    return header, rows
+
+
+def differences_markdown(diffs: pd.DataFrame, decimals: int = 2, unit: str = " (pp)") -> str:
+    header, rows = differences_rows(diffs, decimals, unit)
+    if not rows:
+        return "_no paired runs (θ and θ̂, or off-the-shelf and fine-tuning, on one seed)_\n"
+    return _pipe_table(header, rows, 4, ["left"] * 4 + ["right", "left", "left"])
+
+
+def differences_csv_frame(diffs: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """The paired differences with n ≥ 1; mean and std rounded, std empty for n = 1."""
+    paired = diffs[diffs["n"] > 0].copy()
+    paired["mean"] = paired["mean"].round(decimals)
+    paired["std"] = paired["std"].round(decimals)
+    return paired.reset_index(drop=True)
