@@ -21,10 +21,18 @@ def source_tag(root: object) -> str:
     """A readable, collision-free folder name for a source: its last two folders + a path hash."""
     if root in (None, "", "???"):
         return "none"
-    path = Path(str(root)).expanduser().resolve()
+    text = str(root)
+    # A folder is named by its absolute path; a hub id (owner/name) or glob that is no folder
+    # by the text itself, so the store's name does not depend on the launch folder.
+    path = Path(text).expanduser()
+    path = path.resolve() if path.exists() or not _looks_remote(text) else Path(text)
     readable = "-".join(p for p in path.parts[-2:] if p not in ("/", ""))
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable)[:48] or "root"
     return f"{readable}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
+
+
+def _looks_remote(text: str) -> bool:
+    return not text.startswith((".", "/", "~")) or any(c in text for c in "*?[")
 
 
 # ${arttl_source_tag:${dataset.root}}: stores of different collections never share a folder.

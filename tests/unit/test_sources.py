@@ -32,6 +32,7 @@ from tests.fixtures.raw_datasets import (
     make_imagefolder,
     make_pandora,
     make_rijks_csv,
+    make_rijks_release,
     make_rijks_xml,
     make_wikiart_lists,
     make_wikiart_rasta,
@@ -67,7 +68,7 @@ def colour_class(path: str, n_classes: int) -> int:
 
 def test_registry_names_and_challenges() -> None:
     assert set(SOURCES) == set(READERS) == {
-        "rijksmuseum", "antwerp", "pandora18k", "wikiart", "imagefolder", "csv",
+        "rijksmuseum", "antwerp", "pandora18k", "wikiart", "imagefolder", "csv", "hf",
     }  # fmt: skip
     assert get_reader("wikiart") is read_wikiart
     assert get_challenges("rijksmuseum") == ("material", "type", "artist")
@@ -343,6 +344,74 @@ def test_rijks_xml_fields_and_missing_fields(tmp_path: Path, challenge: str) -> 
         assert values[colour_class(path, 3)] == label
     assert df.attrs["unmatched"] == {"duplicate_ids": 0, **ds.info}
     assert set(df["group"].dropna()) == {c["artist"] for c in RIJKS_XML_CLASSES}
+
+
+@pytest.mark.parametrize("challenge", ["material", "type", "artist"])
+def test_rijks_release_jpg2_xml2_is_found_by_default(tmp_path: Path, challenge: str) -> None:
+    ds = make_rijks_release(tmp_path, challenge=challenge)
+    assert {p.name for p in ds.root.iterdir()} == {"jpg2", "xml2"}
+    df = read_rijksmuseum(ds.root, challenge)  # no option: the release as unpacked
+    assert_table(df)
+    assert Counter(df["label"]) == ds.counts
+    assert df.attrs["unmatched"] == {"duplicate_ids": 0, **ds.info}
+    assert df.attrs["metadata"] == str(ds.root / "xml2")
+    assert all(Path(p).parent.name == "jpg2" for p in df["path"])
+
+
+def test_rijks_xml2_prefers_jpg2_and_xml_prefers_jpg(tmp_path: Path) -> None:
+    ds = make_rijks_release(tmp_path, n_per_class=2)
+    shutil.copytree(ds.root / "jpg2", ds.root / "jpg")  # a stray copy beside the release
+    for p in (ds.root / "jpg").iterdir():
+        p.rename(p.with_name("other_" + p.name))
+    df = read_rijksmuseum(ds.root, "type")
+    assert len(df) == ds.n_rows and {Path(p).parent.name for p in df["path"]} == {"jpg2"}
+    (ds.root / "xml2").rename(ds.root / "xml")  # xml/ goes with jpg/, whose names do not match
+    with pytest.raises(ConfigError, match="no metadata row matched any image"):
+        read_rijksmuseum(ds.root, "type")
+    assert len(read_rijksmuseum(ds.root, "type", images_dir="jpg2")) == ds.n_rows
+
+
+def test_rijks_xml_beside_the_images_in_the_root(tmp_path: Path) -> None:
+    ds = make_rijks_xml(tmp_path, challenge="type", xml_dir=".", jpg_dir=".", name="flat")
+    assert not any(p.is_dir() for p in ds.root.iterdir())
+    df = read_rijksmuseum(ds.root, "type")
+    assert Counter(df["label"]) == ds.counts and df.attrs["metadata"] == str(ds.root)
+
+
+def test_rijks_no_layout_lists_the_layouts_looked_for(tmp_path: Path) -> None:
+    root = tmp_path / "download"
+    write_image(root / "images" / "0000001_SK-A-1.jpg", 0)
+    (root / "readme.txt").write_text("Rijksmuseum Challenge 2014\n")
+    with pytest.raises(ConfigError) as err:
+        read_rijksmuseum(root, "type")
+    msg = str(err.value)
+    assert msg.startswith("metadata=None: no Rijksmuseum metadata found under root=")
+    assert "images/, readme.txt" in msg  # what the root holds
+    for layout in ("metadata.csv", "xml/ + jpg/", "xml2/ + jpg2/", "<ImageId>.xml beside"):
+        assert layout in msg, layout
+    assert "dataset.reader.metadata" in msg
+
+
+def test_rijks_release_prepares_a_store_by_default(tmp_path: Path) -> None:
+    from arttl.data.build import StoreSettings, prepare_dataset
+
+    ds = make_rijks_release(tmp_path, challenge="type", n_per_class=10)
+    summary = prepare_dataset(
+        "rijksmuseum", "type", ds.root, read_rijksmuseum, tmp_path / "store",
+        StoreSettings(shorter_side=None, seed=0), num_workers=1,
+    )  # fmt: skip
+    assert summary["num_classes"] == 3 and sum(summary["counts"].values()) == ds.n_rows
+    assert len(summary["rejected"]) == 0
+
+
+def test_hf_without_datasets_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "state.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'arttl\[hf\]'"):
+        read_source("hf", tmp_path / "saved", "label")
 
 
 def test_parse_dc_record_takes_first_usable_values(tmp_path: Path) -> None:

@@ -445,17 +445,18 @@ def prepare_dataset(
     ``check_source=False`` uses a complete store made with the same source identity and
     settings without re-reading the source (it may be gone); the summary says it is unverified.
     """
+    remote = is_non_path_root(reader, root)
     identity = {
         "dataset": name,
         "challenge": challenge,
-        "root": str(Path(root).resolve()) if root not in (None, "", "???") else str(root),
+        "root": str(root) if remote or root in (None, "", "???") else str(Path(root).resolve()),
         "reader": reader_options or {},
     }
     if not check_source and not force:
         old = _existing(Path(store_dir))
         if old is not None and old.get("settings_hash") == settings_hash(identity, settings):
             return {"reused": True, "unverified": True, "store": str(store_dir), **old}
-    if root in (None, "", "???") or not Path(root).exists():
+    if not remote and (root in (None, "", "???") or not Path(root).exists()):
         raise ConfigError(
             f"dataset.root={str(root)!r} does not exist; point it at the {name} download, e.g. "
             f"`python -m arttl.prepare dataset={name} dataset.root=/path/to/{name}`"
@@ -468,6 +469,14 @@ def prepare_dataset(
         )
     table = reader(root=root, challenge=challenge)
     return build_store(table, store_dir, identity, settings, num_workers=num_workers, force=force)
+
+
+def is_non_path_root(reader: Any, root: Any) -> bool:
+    """Whether ``root`` is meant for ``reader`` without being a path on disk (a hub id, a glob):
+    readers that take such roots say so with a ``non_path_root(root)`` attribute."""
+    func = getattr(reader, "func", reader)  # functools.partial from Hydra's _partial_
+    check = getattr(func, "non_path_root", None)
+    return root not in (None, "", "???") and bool(check and check(str(root)))
 
 
 def store_provenance(store_dir: str | Path) -> dict[str, Any]:

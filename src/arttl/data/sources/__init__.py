@@ -13,7 +13,15 @@ from types import ModuleType
 
 import pandas as pd
 
-from arttl.data.sources import antwerp, csvtable, imagefolder, pandora18k, rijksmuseum, wikiart
+from arttl.data.sources import (
+    antwerp,
+    csvtable,
+    hf,
+    imagefolder,
+    pandora18k,
+    rijksmuseum,
+    wikiart,
+)
 from arttl.errors import choice_error
 
 __all__ = ["READERS", "SOURCES", "get_challenges", "get_reader", "read_source"]
@@ -26,6 +34,7 @@ SOURCES: dict[str, ModuleType] = {
     "wikiart": wikiart,
     "imagefolder": imagefolder,
     "csv": csvtable,
+    "hf": hf,
 }
 
 READERS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -35,6 +44,7 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "wikiart": wikiart.read_wikiart,
     "imagefolder": imagefolder.read_imagefolder,
     "csv": csvtable.read_csv_table,
+    "hf": hf.read_hf,
 }
 
 

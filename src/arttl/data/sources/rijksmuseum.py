@@ -4,6 +4,13 @@ Two metadata forms exist in the wild: the paper's flat CSV (``ImageId, dc_creato
 dc_materiaal, dc_type``) and the original release's one-XML-per-object folder. Both are
 matched to image files by ImageId, never by row position: the CSV's order is not the
 folder's order, and either side may have entries the other lacks.
+
+Folder layouts found without any option (``LAYOUTS``, tried in this order):
+
+- ``metadata.csv`` with the images in ``jpg/``, ``jpg2/`` or the root (the paper's CSV);
+- ``xml/`` + ``jpg/`` (one Dublin Core XML per object);
+- ``xml2/`` + ``jpg2/`` (the Challenge 2014 release as unpacked; the paper's scripts read it);
+- ``<ImageId>.xml`` files beside ``<ImageId>.jpg`` in the root itself.
 """
 
 from __future__ import annotations
@@ -56,15 +63,17 @@ def read_rijksmuseum(
 ) -> pd.DataFrame:
     """Read the Rijksmuseum images and the label of ``challenge`` (material, type, artist).
 
-    ``metadata`` is a CSV file or a folder of ``<ImageId>.xml`` files (default:
-    ``root/metadata.csv`` if present, else ``root/xml``); ``images_dir`` defaults to
-    ``root/jpg`` if present, else ``root``. ``group`` is the cleaned creator (None when
-    anonymous). ``df.attrs["unmatched"]`` counts what could not be used and why.
+    ``metadata`` is a CSV file or a folder of ``<ImageId>.xml`` files (default: the first
+    of ``root/metadata.csv``, ``root/xml``, ``root/xml2``, or ``root`` itself when it holds
+    ``.xml`` files); ``images_dir`` defaults to ``root/jpg`` or ``root/jpg2`` (``jpg2``
+    first beside ``xml2``) if present, else ``root``. When nothing matches, the ConfigError
+    lists the layouts looked for. ``group`` is the cleaned creator (None when anonymous).
+    ``df.attrs["unmatched"]`` counts what could not be used and why.
     """
     check_challenge("rijksmuseum", challenge, CHALLENGES)
     root = require_dir(root)
     meta_path = _metadata_path(root, metadata)
-    img_dir = _images_dir(root, images_dir)
+    img_dir = _images_dir(root, images_dir, meta_path)
     images = _index_images(img_dir, image_ext)
     drop = tuple(drop)
 
@@ -96,22 +105,63 @@ def read_rijksmuseum(
     )
 
 
+#: Default (metadata, image folders) layouts relative to root, in the order they are tried;
+#: "." is the root itself (for metadata: when it holds ``.xml`` files).
+LAYOUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("metadata.csv", ("jpg", "jpg2", ".")),
+    ("xml", ("jpg", "jpg2", ".")),
+    ("xml2", ("jpg2", "jpg", ".")),
+    (".", (".",)),
+)
+_LAYOUT_HELP = (
+    "metadata.csv with the images in jpg/, jpg2/ or the root (the paper's CSV); "
+    "xml/ + jpg/ (one Dublin Core XML per object); "
+    "xml2/ + jpg2/ (the Rijksmuseum Challenge 2014 release as unpacked); "
+    "<ImageId>.xml beside <ImageId>.jpg in the root"
+)
+
+
+def _has_xml(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(
+            e.name.lower().endswith(".xml") and not e.name.startswith(".") and e.is_file()
+            for e in entries
+        )
+
+
 def _metadata_path(root: Path, metadata: str | os.PathLike[str] | None) -> Path:
     if metadata is not None:
         return resolve_under(root, metadata, "metadata", kind="any")
-    for default in (root / "metadata.csv", root / "xml"):
-        if default.exists():
-            return default
+    for name, _ in LAYOUTS:
+        if name == ".":
+            if _has_xml(root):
+                return root
+        elif (root / name).exists():
+            return root / name
+    with os.scandir(root) as entries:
+        found = sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
+    shown = ", ".join(found[:8]) + (f", ... ({len(found)} entries)" if len(found) > 8 else "")
     raise ConfigError(
-        f"metadata=None: neither {str(root / 'metadata.csv')!r} nor {str(root / 'xml')!r} "
-        "exists; set metadata to the CSV file or the folder of Dublin Core XML files"
+        f"metadata=None: no Rijksmuseum metadata found under root={str(root)!r} (it holds: "
+        f"{shown or 'nothing'}). Looked for these layouts: {_LAYOUT_HELP}. Set "
+        "dataset.root to the folder holding one of them, or dataset.reader.metadata to the "
+        "CSV file or the folder of Dublin Core XML files (and dataset.reader.images_dir to "
+        "the image folder)"
     )
 
 
-def _images_dir(root: Path, images_dir: str | os.PathLike[str] | None) -> Path:
+def _images_dir(
+    root: Path, images_dir: str | os.PathLike[str] | None, meta_path: Path | None = None
+) -> Path:
     if images_dir is not None:
         return resolve_under(root, images_dir, "images_dir", kind="dir")
-    return root / "jpg" if (root / "jpg").is_dir() else root
+    # The image folder that goes with the metadata found (jpg2/ beside xml2/), else jpg/.
+    layout = dict(LAYOUTS)
+    key = meta_path.name if meta_path is not None and meta_path.parent == root else ""
+    for name in layout.get(key, layout["metadata.csv"]):
+        if name == "." or (root / name).is_dir():
+            return root if name == "." else root / name
+    return root
 
 
 def _index_images(img_dir: Path, image_ext: str) -> dict[str, Path]:
