@@ -21,7 +21,7 @@ from arttl.cli import user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.explain.compare import Comparison, compare_models, list_images
-from arttl.explain.figure import write_outputs
+from arttl.explain.figure import check_cmap, model_tags, write_outputs
 from arttl.explain.methods import check_method
 from arttl.explain.models import load_models
 
@@ -39,6 +39,9 @@ def _fmt(value: Any) -> str:
 def print_agreement(comparison: Comparison, console: Console) -> None:
     """The numbers per image and pair of models (top-1 labels are in the figure and the CSV)."""
     df: pd.DataFrame = comparison.agreement
+    tags = dict(zip(comparison.model_names, model_tags(len(comparison.model_names)), strict=True))
+    for name, tag in tags.items():
+        console.print(f"{tag}: {name}")
     table = Table(title=f"{comparison.method}: agreement between models")
     table.add_column("image", no_wrap=True)
     table.add_column("model a")
@@ -50,8 +53,8 @@ def print_agreement(comparison: Comparison, console: Console) -> None:
     for row in df.to_dict("records"):
         table.add_row(
             row["image"],
-            row["model_a"],
-            row["model_b"] or "—",
+            tags.get(row["model_a"], row["model_a"]),
+            tags.get(row["model_b"], "—") if row["model_b"] else "—",
             _fmt(row["spearman"]),
             _fmt(row["top_iou"]),
             f"{_fmt(row['deletion_auc_a'])} / {_fmt(row['random_auc_a'])}",
@@ -70,9 +73,15 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
     if not isinstance(options, dict):
         raise ConfigError(f"method_options={options!r} must be a mapping, e.g. {{n_steps: 64}}.")
     check_method(cfg.method, options)
+    check_cmap(cfg.cmap)
     images = list_images(_as_list(cfg.images), cfg.max_images)
     backbone = cfg.backbone.name if cfg.get("backbone") else None
-    models = load_models(_as_list(cfg.models), backbone=backbone, device=cfg.device)
+    models = load_models(
+        _as_list(cfg.models),
+        backbone=backbone,
+        device=cfg.device,
+        names=_as_list(cfg.get("model_names")),
+    )
     comparison = compare_models(
         models,
         images,

@@ -70,21 +70,26 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
     assert "spearman" in text and "artist_1.jpg" in text
 
     with Image.open(out / "saliency_visual_backprop.png") as fig:
-        assert fig.size[0] > 400 and fig.size[1] > 400  # 3 rows x 3 columns
+        # 3 rows x 3 columns of >= 3-inch cells at 130 dpi, plus titles and the numbers.
+        assert fig.size[0] > 3 * 3 * 130 and fig.size[1] > 3 * 3 * 130
         assert np.asarray(fig.convert("L")).std() > 10
     with Image.open(out / "saliency_visual_backprop_raw.png") as raw:
         assert raw.size == fig.size
 
     maps = np.load(out / "saliency_visual_backprop.npz")
     assert list(maps["image_names"]) == ["artist_1.jpg", "artist_2.jpg", "artist_3.jpg"]
-    assert list(maps["model_names"]) == ["theta", "theta_hat"]
+    # Named by what they are (tiny_checkpoint: random init, fine_tune); the same name twice is
+    # told apart by the part of the path that differs.
+    named = "test_resnet from random init · fine_tune"
+    assert list(maps["model_names"]) == [f"{named} (theta)", f"{named} (theta_hat)"]
     assert maps["maps"].shape == (3, 2, 64, 64) and np.isfinite(maps["maps"]).all()
     assert all(np.ptp(m) > 0 for m in maps["maps"].reshape(6, -1))
     assert set(maps["labels"].ravel()) <= set(CLASSES)
 
     csv = pd.read_csv(out / "agreement_visual_backprop.csv")
     assert list(csv.image) == ["artist_1.jpg", "artist_2.jpg", "artist_3.jpg"]
-    assert (csv.model_a == "theta").all() and (csv.model_b == "theta_hat").all()
+    assert (csv.model_a == f"{named} (theta)").all()
+    assert (csv.model_b == f"{named} (theta_hat)").all()
     assert csv.spearman.between(-1, 1).all() and csv.top_iou.between(0, 1).all()
     assert csv.prob_a.between(0, 1).all() and csv.deletion_auc_b.between(0, 1).all()
 
@@ -110,11 +115,12 @@ def test_imagenet_versus_checkpoint_in_process(
             "method=gradcam",
             "deletion_steps=2",
             "deletion_random=1",
+            "model_names=[ImageNet,art-tuned]",
         ]
     )
     paths = run_saliency(cfg, tmp_path / "out")
     csv = pd.read_csv(paths["agreement"])
-    assert list(csv.model_a) == ["imagenet:test_resnet"] and list(csv.model_b) == ["theta_hat"]
+    assert list(csv.model_a) == ["ImageNet"] and list(csv.model_b) == ["art-tuned"]
     assert np.load(paths["maps"])["maps"].shape == (1, 2, 160, 160)
 
 
@@ -131,6 +137,8 @@ def _cfg(overrides: list[str]):
         (["models=[/nowhere/run.ckpt]"], r"'/nowhere/run.ckpt': checkpoint not found"),
         (["images=null"], r"images is not set"),
         (["images=/nowhere"], r"images='/nowhere': no such file or folder"),
+        (["model_names=[a,b]"], r"model_names has 2 name\(s\) but models has 1"),
+        (["cmap=infernal"], r"cmap='infernal' is not a matplotlib colour map.*inferno, viridis"),
     ],
 )
 def test_bad_config_is_a_clear_error(workdir: Path, overrides: list[str], message: str) -> None:

@@ -133,11 +133,11 @@ def test_compare_models_writes_everything(image_dir, tmp_path) -> None:
     assert comp.images[0].results[2].native_map.shape == (96, 96)
     assert comp.images[0].results[0].native_map.shape == (64, 64)
 
-    fig = comparison_figure(comp)  # each map: model name, its top-1 label and probability
+    fig = comparison_figure(comp)  # each map: tag, model name, its top-1 label and probability
     for row, img in enumerate(comp.images):
         titles = [fig.axes[row * 4 + 1 + j].get_title() for j in range(3)]
-        for title, res in zip(titles, img.results, strict=True):
-            assert title == f"{res.model}\n{res.label} ({res.probability:.0%})"
+        for tag, title, res in zip("ABC", titles, img.results, strict=True):
+            assert title == f"{tag}: {res.model}\ntop-1: {res.label} ({res.probability:.0%})"
     plt.close(fig)
 
     paths = write_outputs(comp, tmp_path / "out")

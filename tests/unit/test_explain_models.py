@@ -12,7 +12,13 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from arttl.errors import ConfigError
-from arttl.explain.models import ExplainedModel, load_model, load_models, resolve_device
+from arttl.explain.models import (
+    ExplainedModel,
+    describe_checkpoint,
+    load_model,
+    load_models,
+    resolve_device,
+)
 from arttl.models.classifier import ArtClassifier
 from tests.fixtures.training import tiny_checkpoint
 
@@ -53,7 +59,8 @@ def fake_imagenet_cache(cache: Path) -> Path:
 def test_checkpoint_spec(ckpt: Path) -> None:
     m = load_model(str(ckpt))
     assert isinstance(m.module, ArtClassifier) and not m.module.training
-    assert m.name == "test_resnet-fine_tune" and m.backbone == "test_resnet"
+    # Named from its hyper-parameters: random init (tiny_checkpoint's weights=none), fine_tune.
+    assert m.name == "test_resnet from random init · fine_tune" and m.backbone == "test_resnet"
     assert m.class_names == CLASSES and m.input_size == (64, 64)
     pixels, x = m.preprocess(Image.new("RGB", (120, 80), (200, 10, 10)))
     assert pixels.dtype == torch.uint8 and pixels.shape == (3, 64, 64)
@@ -77,7 +84,7 @@ def test_imagenet_without_cached_weights_is_a_clear_error(ckpt: Path, empty_hf_c
 def test_imagenet_from_the_local_cache(empty_hf_cache: Path) -> None:
     fake_imagenet_cache(empty_hf_cache)
     m = load_models(["imagenet"], backbone="test_resnet")[0]
-    assert m.name == "imagenet:test_resnet" and len(m.class_names) == 1000
+    assert m.name == "θ ImageNet · test_resnet" and len(m.class_names) == 1000
     assert m.label(0) == "tench" and m.resolve_target("goldfish") == 1
     assert m.input_size == (160, 160)
 
@@ -85,7 +92,8 @@ def test_imagenet_from_the_local_cache(empty_hf_cache: Path) -> None:
 def test_weights_file_spec(tmp_path: Path) -> None:
     weights = _imagenet_weights(tmp_path / "w.safetensors")
     m = load_model(f"test_resnet:{weights}")
-    assert m.name == "test_resnet:w" and m.class_names[0].startswith("tench")
+    assert m.name == "θ ImageNet · test_resnet (w.safetensors)"
+    assert m.class_names[0].startswith("tench")
     assert load_model(str(weights), backbone="test_resnet").backbone == "test_resnet"
     with pytest.raises(ConfigError, match="say which architecture"):
         load_model(str(weights))
@@ -111,12 +119,96 @@ def test_bad_specs(tmp_path: Path, ckpt: Path) -> None:
         load_model(str(tmp_path / "foreign.ckpt"))
 
 
-def test_names_are_made_unique(ckpt: Path, tmp_path: Path) -> None:
-    other = tmp_path / "run2" / ckpt.name
-    other.parent.mkdir()
-    other.write_bytes(ckpt.read_bytes())
-    names = [m.name for m in load_models([str(ckpt), str(other), str(ckpt)])]
-    assert len(set(names)) == 3 and names[1] == f"run2/{ckpt.stem}"
+def _with_hparams(src: Path, dst: Path, provenance: dict | None = None, **hparams) -> Path:
+    """A copy of a real checkpoint whose hyper-parameters say it was trained otherwise."""
+    raw = torch.load(src, map_location="cpu", weights_only=False)
+    raw["hyper_parameters"].update(hparams)
+    if provenance is not None:
+        raw["arttl_provenance"] = provenance
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(raw, dst)
+    return dst
+
+
+def test_names_from_checkpoint_hparams(ckpt: Path, tmp_path: Path) -> None:
+    """θ = started from ImageNet; θ̂ = started from another arttl checkpoint (named by what that
+    one was tuned on, read from its own file); scratch; generic readers name their folder."""
+    theta = _with_hparams(
+        ckpt, tmp_path / "rijks.ckpt", weights="imagenet", experiment="rijks_artist"
+    )
+    objects = {"run_config": {"dataset": {"name": "imagefolder", "root": "/data/demo/objects"}}}
+    theta_hat = _with_hparams(
+        ckpt,
+        tmp_path / "antwerp.ckpt",
+        objects,
+        weights=str(theta),
+        experiment="default",
+        dataset="imagefolder",
+        challenge="class",
+    )
+    scratch = _with_hparams(
+        ckpt, tmp_path / "s.ckpt", mode="scratch", experiment="default", dataset="demo"
+    )
+    names = [m.name for m in load_models([str(theta), str(theta_hat), str(scratch)])]
+    assert names == [
+        "θ ImageNet test_resnet · fine_tune on rijks_artist",
+        "θ̂ rijks_artist-tuned test_resnet · fine_tune on demo/objects",
+        "test_resnet from scratch · demo",
+    ]
+    # The source checkpoint is gone: its stable name's experiment folder, else its file name.
+    hp = {"backbone": "vgg19", "mode": "fine_tune", "experiment": "antwerp_type_from_rijks"}
+    gone = "/elsewhere/checkpoints/rijks_type/vgg19-fine_tune.ckpt"
+    assert describe_checkpoint({**hp, "weights": gone}) == (
+        "θ̂ rijks_type-tuned vgg19 · fine_tune on antwerp_type_from_rijks"
+    )
+    assert describe_checkpoint({**hp, "weights": "/nowhere/paintings.ckpt"}).startswith(
+        "θ̂ paintings-tuned vgg19"
+    )
+    # A pretrained tag stays in the name (which ImageNet weights θ was).
+    assert describe_checkpoint({**hp, "weights": "imagenet:fb_in22k"}).startswith(
+        "θ ImageNet vgg19.fb_in22k · fine_tune"
+    )
+    # A dataset's challenge is said when it is not the generic one; weights files by name.
+    assert describe_checkpoint(
+        {"backbone": "resnet50", "mode": "off_the_shelf", "weights": "/w/in21k.safetensors",
+         "dataset": "rijksmuseum", "challenge": "material"}
+    ) == "resnet50 from in21k.safetensors · off_the_shelf on rijksmuseum (material)"  # fmt: skip
+
+
+def test_same_names_get_the_run_folder_never_a_number(ckpt: Path, tmp_path: Path) -> None:
+    runs = [tmp_path / "outputs" / "demo" / day / "checkpoints" / "best.ckpt" for day in
+            ("2024-05-01_10-00-00", "2024-05-02_09-30-00")]  # fmt: skip
+    for run in runs:
+        run.parent.mkdir(parents=True)
+        run.write_bytes(ckpt.read_bytes())
+    names = [m.name for m in load_models([str(r) for r in runs])]
+    base = "test_resnet from random init · fine_tune"
+    assert names == [f"{base} (2024-05-01_10-00-00)", f"{base} (2024-05-02_09-30-00)"]
+    # Different file names in one folder: the file names tell them apart.
+    theta, theta_hat = tmp_path / "theta.ckpt", tmp_path / "theta_hat.ckpt"
+    theta.write_bytes(ckpt.read_bytes())
+    theta_hat.write_bytes(ckpt.read_bytes())
+    names = [m.name for m in load_models([str(theta), str(theta_hat)])]
+    assert names == [f"{base} (theta)", f"{base} (theta_hat)"]
+    # The same file twice can only be told apart by its column.
+    names = [m.name for m in load_models([str(theta), str(theta_hat), str(theta)])]
+    assert names == [
+        f"{base} (theta) (column 1)",
+        f"{base} (theta_hat)",
+        f"{base} (theta) (column 3)",
+    ]
+    assert not any("#" in n for n in names)
+
+
+def test_model_names_override(ckpt: Path) -> None:
+    models = load_models([str(ckpt), str(ckpt)], names=["ImageNet", "Rijksmuseum artists"])
+    assert [m.name for m in models] == ["ImageNet", "Rijksmuseum artists"]
+    with pytest.raises(ConfigError, match=r"model_names has 1 name\(s\) but models has 2"):
+        load_models([str(ckpt), str(ckpt)], names=["ImageNet"])
+    with pytest.raises(ConfigError, match=r"'a' is given twice"):
+        load_models([str(ckpt), str(ckpt)], names=["a", "a"])
+    with pytest.raises(ConfigError, match="a name is empty"):
+        load_models([str(ckpt)], names=[" "])
 
 
 def test_targets_and_crop_geometry() -> None:

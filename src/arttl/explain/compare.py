@@ -237,6 +237,7 @@ class Comparison:
     top_fraction: float = 0.1
     deletion_steps: int = 10
     notes: list[str] = field(default_factory=list)
+    target: int | str | None = None  # what was asked for; None = each model's top-1 class
 
     @property
     def agreement(self) -> pd.DataFrame:
@@ -404,6 +405,7 @@ def compare_models(
         top_fraction=top_fraction,
         deletion_steps=deletion_steps,
         notes=notes,
+        target=None if all(t is None for t in targets) else target,
     )
     for index, item in enumerate(items):
         try:

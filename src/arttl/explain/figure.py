@@ -6,20 +6,63 @@ GUI backend needed on a server, and a notebook shows the returned figure as it i
 
 from __future__ import annotations
 
+import difflib
+import itertools
+import os
+import string
+import textwrap
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from arttl.atomic import atomic_path
-from arttl.explain.compare import Comparison, write_agreement_csv
+from arttl.errors import ConfigError
+from arttl.explain.compare import Comparison, spearman, top_iou, write_agreement_csv
 
-__all__ = ["comparison_figure", "display_scale", "output_paths", "save_figure", "save_maps",
-           "write_outputs"]  # fmt: skip
+__all__ = [
+    "DEFAULT_CMAP",
+    "PERCEPTUAL_CMAPS",
+    "SCALE_NOTE",
+    "agreement_lines",
+    "check_cmap",
+    "comparison_figure",
+    "display_scale",
+    "footnote",
+    "model_tags",
+    "output_paths",
+    "save_figure",
+    "save_maps",
+    "write_outputs",
+]
+
+# Perceptually uniform: equal steps in value look like equal steps in colour, and the map
+# still reads in greyscale and for colour-blind readers (unlike jet).
+PERCEPTUAL_CMAPS = ("inferno", "viridis", "magma", "plasma", "cividis")
+DEFAULT_CMAP = "inferno"
+DISPLAY_PERCENTILE = 99.5
+SCALE_NOTE = "low → high saliency (display-scaled, top 0.5 % saturated)"
+METHOD_TITLES = {
+    "visual_backprop": "VisualBackProp",
+    "saliency": "Gradient (Saliency)",
+    "integrated_gradients": "Integrated Gradients",
+    "guided_backprop": "Guided Backprop",
+    "smoothgrad": "SmoothGrad",
+    "gradcam": "Grad-CAM",
+    "occlusion": "Occlusion",
+}
+
+# Type sizes (points) and layout (inches). Every text is at least 9 pt.
+TITLE_PT, SUBTITLE_PT, CELL_PT, TEXT_PT = 13.0, 10.0, 10.0, 9.5
+LINE = 1.3  # line height / font size
+MARGIN, GAP, ROW_GAP = 0.3, 0.15, 0.3
+CHAR_EM = 0.56  # mean character width of DejaVu Sans, in ems, for wrapping
 
 
-def display_scale(a: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+def display_scale(a: np.ndarray, percentile: float = DISPLAY_PERCENTILE) -> np.ndarray:
     """Map values to [0, 1] for display; the top ``100 - percentile`` % saturate so that a few
     extreme gradient pixels do not turn the rest of the map black."""
     a = np.nan_to_num(np.asarray(a, dtype=np.float64))
@@ -32,31 +75,215 @@ def display_scale(a: np.ndarray, percentile: float = 99.5) -> np.ndarray:
     return np.clip((a - lo) / (hi - lo), 0.0, 1.0)
 
 
-def _short(text: str, width: int = 28) -> str:
-    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2) :]
+def check_cmap(name: str) -> str:
+    """A matplotlib colour map name, or a ConfigError naming a few good ones."""
+    if str(name) in colormaps:
+        return str(name)
+    close = difflib.get_close_matches(str(name), list(colormaps), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise ConfigError(
+        f"cmap={name!r} is not a matplotlib colour map{hint}; use a perceptually uniform one: "
+        f"{', '.join(PERCEPTUAL_CMAPS)} (or any name in matplotlib.colormaps)."
+    )
+
+
+def model_tags(n: int) -> list[str]:
+    """Short column tags (A, B, ...) that the agreement lines refer to."""
+    letters = string.ascii_uppercase
+    return [letters[i] if i < len(letters) else f"M{i + 1}" for i in range(n)]
+
+
+def _wrap(text: str, width_inches: float, points: float) -> list[str]:
+    """Lines of ``text`` that fit ``width_inches`` at ``points``; breaks between words (and only
+    inside a word longer than a whole line)."""
+    chars = max(8, int(width_inches * 72 / (points * CHAR_EM)))
+    lines: list[str] = []
+    for paragraph in str(text).split("\n"):
+        lines.extend(textwrap.wrap(paragraph, chars, break_on_hyphens=False) or [""])
+    return lines
+
+
+def _pct(fraction: float) -> str:
+    return f"{fraction * 100:g} %"
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "n/a (flat map)"
+
+
+def agreement_lines(comparison: Comparison, row: int) -> list[str]:
+    """The numbers under one image row, in words: one line per pair of models, then the
+    faithfulness of each map (when the deletion check ran)."""
+    img = comparison.images[row]
+    tags = model_tags(len(img.results))
+    top = _pct(comparison.top_fraction)
+    lines = [
+        f"agreement {tags[i]} vs {tags[j]}: Spearman {_num(spearman(a.map, b.map))}, "
+        f"top-{top} overlap (IoU) {_num(top_iou(a.map, b.map, comparison.top_fraction))}"
+        for (i, a), (j, b) in itertools.combinations(enumerate(img.results), 2)
+    ]
+    if comparison.deletion_steps:
+        parts = []
+        for tag, r in zip(tags, img.results, strict=True):
+            d, rnd = r.deletion_auc, r.random_auc
+            if not (np.isfinite(d) and np.isfinite(rnd)):
+                parts.append(f"{tag} n/a")
+                continue
+            # Three decimals, so that "below random" is visible in the numbers themselves.
+            verdict = "below random" if d < rnd else "not below random"
+            if f"{d:.3f}" == f"{rnd:.3f}":
+                verdict = "same as random"
+            parts.append(f"{tag} {d:.3f} vs random {rnd:.3f} ({verdict})")
+        lines.append("deletion AUC: " + "; ".join(parts))
+    return lines
+
+
+def footnote(comparison: Comparison) -> str:
+    """What the numbers under the rows mean, for a reader who never saw the code."""
+    top = _pct(comparison.top_fraction)
+    text = (
+        "How to read the numbers. Spearman: rank correlation of two maps over all pixels "
+        "(1 = same order of importance, 0 = unrelated, negative = opposite). "
+        f"Top-{top} overlap (IoU): intersection over union of the two maps' {top} most "
+        "salient pixels (1 = the same region, 0 = disjoint)."
+    )
+    if comparison.deletion_steps:
+        text += (
+            " Deletion AUC: the model's probability for the class in the title, averaged "
+            "while its most salient pixels are greyed out first, against greying out pixels "
+            "in random order; deletion AUC below random = the map points at pixels the "
+            "prediction uses."
+        )
+    text += " Colours are scaled per map for display; the numbers use the raw maps."
+    for note in comparison.notes:
+        text += f" Note: {note}"
+    return text
+
+
+def _image_source(comparison: Comparison) -> str:
+    paths = [Path(im.path) for im in comparison.images if im.path]
+    n = len(comparison.images)
+    count = f"{n} image{'s' if n != 1 else ''}"
+    if len(paths) < n:
+        return f"{count} given in memory" if not paths else count
+    if n == 1:
+        return f"1 image: {_short_path(paths[0])}"
+    try:
+        common = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths]))
+    except ValueError:  # different drives
+        return count
+    return f"{count} from {_short_path(common)}"
+
+
+def _short_path(path: Path) -> str:
+    path = path.resolve()
+    if path.is_relative_to(Path.cwd().resolve()):
+        path = path.relative_to(Path.cwd().resolve())
+    parts = path.parts
+    return str(path) if len(parts) <= 4 else "…/" + "/".join(parts[-3:])
 
 
 def comparison_figure(
     comparison: Comparison,
     overlay: bool = True,
-    cmap: str = "jet",
+    cmap: str = DEFAULT_CMAP,
     alpha: float = 0.5,
-    cell_inches: float = 2.6,
+    cell_inches: float = 3.2,
 ) -> Figure:
-    """Rows = images; columns = the image, then each model's map titled with its name and its
-    top-1 (or explained) label and probability. ``overlay=False`` shows the maps alone."""
+    """Rows = images; columns = the image, then each model's map (tagged A, B, ...) titled with
+    the model's name and its top-1 (or explained) label and probability. Under each row, the
+    agreement numbers in words; at the bottom, a colour bar and a footnote explaining them.
+    ``overlay=False`` shows the maps alone.
+
+    The layout is computed in inches, so every map is ``cell_inches`` wide whatever the number
+    of rows and columns, and every text is at least 9 pt.
+    """
     if not comparison.images:
         raise ValueError("no image was explained, so there is nothing to draw")
-    n_rows, n_cols = len(comparison.images), 1 + len(comparison.model_names)
-    fig = Figure(figsize=(cell_inches * n_cols, cell_inches * n_rows + 0.5), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
-    for row, img in enumerate(comparison.images):
-        ax = axes[row, 0]
-        ax.imshow(img.image)
-        ax.set_title(_short(img.name), fontsize=9)
-        for col, res in enumerate(img.results, start=1):
-            ax = axes[row, col]
-            shown = display_scale(res.map)
+    cmap = check_cmap(cmap)
+    n_rows, n_models = len(comparison.images), len(comparison.model_names)
+    n_cols = 1 + n_models
+    tags = model_tags(n_models)
+    width = 2 * MARGIN + n_cols * cell_inches + (n_cols - 1) * GAP
+    text_width = width - 2 * MARGIN
+
+    def height(lines: int, points: float) -> float:
+        return lines * points * LINE / 72
+
+    # Header: what method, which images, what the columns are.
+    method = METHOD_TITLES.get(comparison.method, comparison.method)
+    what = (
+        "its top-1 class and probability"
+        if comparison.target is None
+        else f"the probability of the explained class ({comparison.target})"
+    )
+    header = _wrap(
+        f"{_image_source(comparison)}, one per row. Columns: the image (as the models see "
+        f"it), then one map per model ({', '.join(tags)})"
+        f"{' over the image' if overlay else ''}, titled with the model and {what}.",
+        text_width,
+        SUBTITLE_PT,
+    )
+    title = f"{method} saliency: where each model looks"
+    header_h = height(1, TITLE_PT) + height(len(header), SUBTITLE_PT) + 0.15
+
+    # Per row: a title block above the cells, the cells, the agreement lines below.
+    def cell_title(tag: str, name: str, label: str, probability: float) -> str:
+        kind = "top-1" if comparison.target is None else "class"
+        lines = _wrap(f"{tag}: {name}", cell_inches, CELL_PT)
+        if len(lines) > 1 and " · " in name:  # break between a name's parts where possible
+            first, *rest = name.split(" · ")
+            lines = _wrap(f"{tag}: {first}", cell_inches, CELL_PT)
+            for part in rest:
+                lines += _wrap(f"· {part}", cell_inches, CELL_PT)
+        return "\n".join([*lines, f"{kind}: {label} ({probability:.0%})"])
+
+    titles = [
+        [f"{img.name}\n(image)"]
+        + [
+            cell_title(tag, r.model, r.label, r.probability)
+            for tag, r in zip(tags, img.results, strict=True)
+        ]
+        for img in comparison.images
+    ]
+    title_lines = [max(t.count("\n") + 1 for t in row) for row in titles]
+    texts = [
+        [w for line in agreement_lines(comparison, r) for w in _wrap(line, text_width, TEXT_PT)]
+        for r in range(n_rows)
+    ]
+    row_heights = [
+        height(title_lines[r], CELL_PT) + 0.08 + cell_inches + 0.1 + height(len(texts[r]), TEXT_PT)
+        for r in range(n_rows)
+    ]
+    notes = _wrap(footnote(comparison), text_width, TEXT_PT)
+    bar_h, bar_label_h = 0.16, height(1, TEXT_PT) + 0.25
+    footer_h = bar_h + bar_label_h + 0.15 + height(len(notes), TEXT_PT)
+    total = header_h + sum(row_heights) + ROW_GAP * n_rows + footer_h + 2 * MARGIN
+
+    fig = Figure(figsize=(width, total))
+    y = MARGIN  # inches from the top
+
+    def fy(inches_from_top: float) -> float:
+        return 1 - inches_from_top / total
+
+    fig.text(0.5, fy(y), title, ha="center", va="top", fontsize=TITLE_PT, fontweight="bold")
+    y += height(1, TITLE_PT)
+    fig.text(0.5, fy(y), "\n".join(header), ha="center", va="top", fontsize=SUBTITLE_PT)
+    y += header_h - height(1, TITLE_PT)
+
+    for r, img in enumerate(comparison.images):
+        y += height(title_lines[r], CELL_PT) + 0.08
+        for c in range(n_cols):
+            left = MARGIN + c * (cell_inches + GAP)
+            ax = fig.add_axes(
+                (left / width, fy(y + cell_inches), cell_inches / width, cell_inches / total)
+            )
+            ax.set_axis_off()
+            ax.set_title(titles[r][c], fontsize=CELL_PT, pad=4, linespacing=1.15)
+            if c == 0:
+                ax.imshow(img.image)
+                continue
+            shown = display_scale(img.results[c - 1].map)
             if overlay:
                 # Opacity follows saliency, so the artwork stays visible where the map is low.
                 rgba = colormaps[cmap](shown)
@@ -65,15 +292,27 @@ def comparison_figure(
                 ax.imshow(rgba)
             else:
                 ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
-            ax.set_title(f"{_short(res.model)}\n{_short(res.label)} ({res.probability:.0%})",
-                         fontsize=8)  # fmt: skip
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    fig.suptitle(f"{comparison.method} saliency", fontsize=11)
+        y += cell_inches + 0.1
+        if texts[r]:
+            fig.text(
+                MARGIN / width, fy(y), "\n".join(texts[r]), ha="left", va="top", fontsize=TEXT_PT
+            )
+        y += height(len(texts[r]), TEXT_PT) + ROW_GAP
+
+    bar_w = min(text_width, 4.0)
+    cax = fig.add_axes(((width - bar_w) / 2 / width, fy(y + bar_h), bar_w / width, bar_h / total))
+    bar = fig.colorbar(
+        ScalarMappable(Normalize(0.0, 1.0), cmap=cmap), cax=cax, orientation="horizontal"
+    )
+    bar.set_ticks([0.0, 1.0], labels=["low", "high"], fontsize=TEXT_PT)
+    scale = SCALE_NOTE + ("; overlay opacity also grows with saliency" if overlay else "")
+    bar.set_label(scale, fontsize=TEXT_PT)
+    y += bar_h + bar_label_h + 0.15
+    fig.text(MARGIN / width, fy(y), "\n".join(notes), ha="left", va="top", fontsize=TEXT_PT)
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
@@ -129,7 +368,7 @@ def output_paths(out_dir: str | Path, method: str) -> dict[str, Path]:
 
 
 def write_outputs(
-    comparison: Comparison, out_dir: str | Path, cmap: str = "jet", alpha: float = 0.5
+    comparison: Comparison, out_dir: str | Path, cmap: str = DEFAULT_CMAP, alpha: float = 0.5
 ) -> dict[str, Path]:
     """Overlay and raw-map PNGs, the maps as .npz and the agreement CSV, side by side."""
     paths = output_paths(out_dir, comparison.method)

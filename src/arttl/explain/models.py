@@ -10,11 +10,20 @@ A model spec is one string, so a list of them fits a command line:
   — ImageNet-classifier weights from a file, e.g. downloaded on another machine.
 
 ImageNet weights come from the local Hugging Face cache only; arttl never downloads.
+
+Each model is named by what it is, so a figure is readable without the command that made it
+(``describe_checkpoint``): ``θ ImageNet · vgg19`` (the ImageNet network),
+``θ ImageNet vgg19 · fine_tune on rijks_artist`` (an arttl run that started from θ),
+``θ̂ rijks_artist-tuned vgg19 · fine_tune on antwerp_artist`` (a run that started from another
+arttl checkpoint, i.e. a network already tuned on an art collection) and
+``resnet18 from scratch · demo``. Names that would repeat get the part of the checkpoint path
+that tells them apart (usually the run folder); ``names=`` overrides them all.
 """
 
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +44,95 @@ from arttl.models.backbone import (
     check_backbone_name,
 )
 
-__all__ = ["IMAGENET", "ExplainedModel", "load_model", "load_models", "resolve_device"]
+__all__ = [
+    "IMAGENET",
+    "ExplainedModel",
+    "check_names",
+    "collection_name",
+    "describe_checkpoint",
+    "load_model",
+    "load_models",
+    "resolve_device",
+]
 
 IMAGENET = "imagenet"
+THETA = "θ"  # the ImageNet weights, as in the paper
+THETA_HAT = "θ̂"  # weights already tuned on an art collection (an arttl checkpoint)
+# Dataset readers that hold any collection: their name says nothing, the source folder does.
+GENERIC_DATASETS = ("imagefolder", "csv")
+NO_WEIGHTS = (None, "", "none", "None")
+
+
+def collection_name(hparams: dict[str, Any], provenance: dict[str, Any] | None = None) -> str:
+    """What a checkpoint was trained on, in a few words ("" when it does not say).
+
+    The experiment preset when one was used; else the dataset (with its challenge when it is
+    not the generic ``class``); a generic reader (imagefolder, csv) is named by the last two
+    folders of its source root, from the run config in the checkpoint's provenance.
+    """
+    experiment = hparams.get("experiment")
+    if experiment and str(experiment) != "default":
+        return str(experiment)
+    dataset = str(hparams.get("dataset") or "")
+    if not dataset or dataset in GENERIC_DATASETS:
+        run_config = (provenance or {}).get("run_config") or {}
+        root = (
+            (run_config.get("dataset") or {}).get("root") if isinstance(run_config, dict) else None
+        )
+        if root and str(root) != "???":
+            dataset = "/".join(Path(str(root)).parts[-2:])
+    challenge = hparams.get("challenge")
+    if dataset and challenge and str(challenge) != "class":
+        return f"{dataset} ({challenge})"
+    return dataset
+
+
+def _checkpoint_meta(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(hyper-parameters, provenance) of an arttl checkpoint, None if it cannot be read."""
+    try:
+        raw = torch.load(
+            path, map_location="cpu", weights_only=False, mmap=zipfile.is_zipfile(path)
+        )
+    except Exception:  # a foreign or truncated file: the name falls back to the file name
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("hyper_parameters"), dict):
+        return None
+    return dict(raw["hyper_parameters"]), dict(raw.get("arttl_provenance") or {})
+
+
+def _source_collection(weights: str) -> str:
+    """What the arttl checkpoint a run started from was tuned on: its own experiment/dataset
+    if the file is still there, else the stable name's experiment folder
+    (``checkpoints/<experiment>/<backbone>-<mode>.ckpt``), else its file name."""
+    path = Path(weights).expanduser()
+    meta = _checkpoint_meta(path) if path.is_file() else None
+    if meta is not None and (name := collection_name(*meta)):
+        return name
+    if path.parent.parent.name == "checkpoints" and path.parent.name:
+        return path.parent.name
+    return path.stem
+
+
+def describe_checkpoint(hparams: dict[str, Any], provenance: dict[str, Any] | None = None) -> str:
+    """A model's name from an arttl checkpoint's hyper-parameters: where its weights started
+    (θ ImageNet, θ̂ tuned on another collection, from scratch, a weights file), the backbone,
+    the transfer mode and the collection it was trained on."""
+    backbone = str(hparams.get("backbone") or "?")
+    mode = str(hparams.get("mode") or "")
+    weights = hparams.get("weights")
+    on = collection_name(hparams, provenance)
+    if weights in NO_WEIGHTS:
+        if mode == "scratch" or not mode:
+            return f"{backbone} from scratch" + (f" · {on}" if on else "")
+        head = f"{backbone} from random init"
+    elif str(weights).partition(":")[0] == IMAGENET:  # imagenet or imagenet:<pretrained tag>
+        tag = str(weights).partition(":")[2]
+        head = f"{THETA} ImageNet {backbone}" + (f".{tag}" if tag else "")
+    elif str(weights).endswith(CHECKPOINT_SUFFIXES):
+        head = f"{THETA_HAT} {_source_collection(str(weights))}-tuned {backbone}"
+    else:
+        head = f"{backbone} from {Path(str(weights)).name}"
+    return f"{head} · {mode} on {on}" if on else f"{head} · {mode}"
 
 
 @dataclass
@@ -56,10 +151,12 @@ class ExplainedModel:
     def from_classifier(
         cls, model: nn.Module, name: str | None = None, spec: str = "<in memory>"
     ) -> ExplainedModel:
-        """Wrap an ``ArtClassifier`` already in memory (e.g. right after training)."""
+        """Wrap an ``ArtClassifier`` already in memory (e.g. right after training); without
+        ``name`` it is named from its hyper-parameters (``describe_checkpoint``)."""
         hparams = model.hparams
+        provenance = getattr(model, "provenance", None)
         return cls(
-            name=name or f"{hparams['backbone']}-{hparams['mode']}",
+            name=name or describe_checkpoint(dict(hparams), provenance),
             module=model.eval(),
             data_config=dict(hparams["data_config"]),
             class_names=list(hparams["class_names"]),
@@ -223,7 +320,7 @@ def load_model(
                 f"`python -c \"import timm; timm.create_model('{arch}', pretrained=True)\"`, or "
                 f"download the weights file and list it as {arch}:/path/to/model.safetensors."
             )
-        return _from_timm(spec, arch, cached, device, name or f"imagenet:{arch}")
+        return _from_timm(spec, arch, cached, device, name or f"{THETA} ImageNet · {arch}")
 
     prefix, path_str = _split_backbone_prefix(spec)
     path = Path(path_str).expanduser()
@@ -241,7 +338,7 @@ def load_model(
                 f"models: {spec!r} is not a readable arttl checkpoint ({type(err).__name__}: "
                 f"{str(err)[:200]})."
             ) from err
-        return ExplainedModel.from_classifier(model, name=name or path.stem, spec=spec)
+        return ExplainedModel.from_classifier(model, name=name, spec=spec)
     if path_str.endswith(WEIGHT_FILE_SUFFIXES):
         arch = prefix or backbone
         if not path.is_file():
@@ -252,7 +349,9 @@ def load_model(
                 f"<timm name>:{path_str} or backbone=<name>."
             )
         _check_arch(spec, arch)
-        return _from_timm(spec, arch, path, device, name or f"{arch}:{path.stem}")
+        return _from_timm(
+            spec, arch, path, device, name or f"{THETA} ImageNet · {arch} ({path.name})"
+        )
     hint = " (no such file)" if not path.exists() else ""
     raise ConfigError(
         f"models: {spec!r} is not a model spec{hint}; use imagenet, imagenet:<timm name>, an "
@@ -260,26 +359,83 @@ def load_model(
     )
 
 
+def _path_parts(spec: str) -> tuple[str, ...]:
+    _, path_str = _split_backbone_prefix(spec)
+    path = Path(path_str).expanduser().resolve()
+    return (*path.parent.parts, path.stem)
+
+
+def _distinguishing(parts: list[tuple[str, ...]]) -> list[str]:
+    """What differs between paths: their parts without the common beginning and end
+    (``.../<run A>/checkpoints/best`` vs ``.../<run B>/checkpoints/best`` -> run A, run B)."""
+    head = 0
+    while all(len(p) > head for p in parts) and len({p[head] for p in parts}) == 1:
+        head += 1
+    tail = 0
+    while (
+        all(len(p) - head > tail for p in parts) and len({p[len(p) - 1 - tail] for p in parts}) == 1
+    ):
+        tail += 1
+    return ["/".join(p[head : len(p) - tail]) for p in parts]
+
+
 def _unique_names(models: list[ExplainedModel]) -> None:
-    """Names key the figure columns, the CSV and the .npz: make repeated ones distinct."""
-    names = [m.name for m in models]
-    for m in models:
-        parent = Path(m.spec).parent.name
-        if names.count(m.name) > 1 and not m.spec.startswith(IMAGENET) and parent:
-            m.name = f"{parent}/{m.name}"
+    """Names key the figure columns, the CSV and the .npz: make repeated ones distinct.
+
+    Models with the same name get the part of their file path that differs (for two runs of
+    one config, the run folder). The same file listed twice is told apart by its column.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(models):
+        groups.setdefault(m.name, []).append(i)
+    for name, members in groups.items():
+        if len(members) < 2:
+            continue
+        files = [i for i in members if not models[i].spec.startswith(IMAGENET)]
+        if len(files) > 1:
+            suffixes = _distinguishing([_path_parts(models[i].spec) for i in files])
+            for i, suffix in zip(files, suffixes, strict=True):
+                if suffix:
+                    models[i].name = f"{name} ({suffix})"
     names = [m.name for m in models]
     for i, m in enumerate(models):
         if names.count(m.name) > 1:
-            m.name = f"{m.name}#{i + 1}"
+            m.name = f"{m.name} (column {i + 1})"
+
+
+def check_names(names: Sequence[str] | None, specs: Sequence[str]) -> list[str] | None:
+    """``model_names=[...]``: one non-empty, distinct name per model spec."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        names = [names]
+    names = [str(n).strip() for n in names]
+    if len(names) != len(specs):
+        raise ConfigError(
+            f"model_names has {len(names)} name(s) but models has {len(specs)} "
+            f"({', '.join(map(str, specs))}); give one name per model, in the same order, or "
+            "model_names=null to name them from their checkpoints."
+        )
+    if not all(names):
+        raise ConfigError(f"model_names={names}: a name is empty.")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"model_names={names}: {', '.join(map(repr, repeated))} is given twice; names "
+            "label the figure's columns and the CSV rows, so they must differ."
+        )
+    return names
 
 
 def load_models(
     specs: Sequence[str] | str,
     backbone: str | None = None,
     device: str | torch.device | None = "cpu",
+    names: Sequence[str] | None = None,
 ) -> list[ExplainedModel]:
     """Load every spec; ``imagenet`` without a backbone takes the first checkpoint's backbone.
 
+    ``names``: one display name per spec (default: from each checkpoint, ``describe_checkpoint``).
     All specs are checked (files exist, names parse) before any network is built, so a typo
     in the third spec does not cost the time of loading the first two.
     """
@@ -288,6 +444,7 @@ def load_models(
     specs = [str(s).strip() for s in specs]
     if not specs:
         raise ConfigError("models=[] is empty; list at least one, e.g. models=[imagenet,run.ckpt].")
+    names = check_names(names, specs)
     for spec in specs:
         if spec.startswith(IMAGENET):
             continue
@@ -312,5 +469,9 @@ def load_models(
         if spec.startswith(IMAGENET):
             loaded[i] = load_model(spec, backbone=backbone, device=device)
     models = [loaded[i] for i in range(len(specs))]
-    _unique_names(models)
+    if names is not None:
+        for m, given in zip(models, names, strict=True):
+            m.name = given
+    else:
+        _unique_names(models)
     return models
