@@ -203,7 +203,7 @@ def init_kind(weights: str | None) -> str:
     if weights is None or str(weights).strip().lower() in ("", "none", "null", "false"):
         return INIT_NONE
     weights = str(weights)
-    if weights == "imagenet":
+    if weights == "imagenet" or weights.startswith("imagenet:"):  # imagenet:<timm tag>
         return INIT_IMAGENET
     if weights.endswith(".ckpt"):
         return INIT_ARTTL

@@ -97,7 +97,7 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
 def test_imagenet_without_cached_weights_exits_with_a_message(workdir: Path) -> None:
     proc = _run([f"images={RIJKS}", f"models=[imagenet,{workdir / 'theta_hat.ckpt'}]"], workdir)
     assert proc.returncode == 2
-    assert "error: models: 'imagenet': no ImageNet weights for 'test_resnet'" in proc.stderr
+    assert "error: models=imagenet: no ImageNet weights for 'test_resnet'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
+from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.models.backbone import create_backbone
+from arttl.models.backbone import check_backbone_name, create_backbone
+from arttl.models.weights import pretrained_name
 from tests.unit.test_explain_models import empty_hf_cache, fake_imagenet_cache  # noqa: F401
 
 
@@ -67,3 +70,49 @@ def test_imagenet_weights_come_from_the_local_cache(empty_hf_cache: Path) -> Non
     for key, tensor in model.state_dict().items():
         assert torch.equal(tensor, state[key]), key
     assert config["input_size"] == (3, 160, 160)  # the pretrained tag's own data config
+
+
+def test_backbone_names_may_carry_a_pretrained_tag() -> None:
+    check_backbone_name("convnext_tiny.fb_in22k")
+    with pytest.raises(
+        ConfigError,
+        match=r"no pretrained tag 'fb_in21k' for 'convnext_tiny'; choose one of: .*fb_in22k",
+    ):
+        check_backbone_name("convnext_tiny.fb_in21k")
+    with pytest.raises(
+        ConfigError, match=r"'resnet5O\.a1_in1k' is not a timm model; did you mean resnet50"
+    ):
+        check_backbone_name("resnet5O.a1_in1k")
+    _, config = create_backbone("tf_efficientnetv2_s.in21k_ft_in1k", "none")
+    assert config["input_size"] == (3, 300, 300)  # the tag's data config, also without weights
+
+
+def test_unknown_weights_value_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"'imagnet' is not valid; use imagenet, imagenet:<timm tag>"
+    ):
+        create_backbone("test_resnet", "imagnet")
+
+
+# preset -> (timm name, input size in px the preset trains at)
+NEW_PRESETS = {
+    "dinov2_vits14": ("vit_small_patch14_dinov2.lvd142m", 224),  # timm's own: 518
+    "clip_vitb16": ("vit_base_patch16_clip_224.openai", 224),
+    "convnext_tiny_in22k": ("convnext_tiny.fb_in22k", 224),
+    "efficientnetv2_s": ("tf_efficientnetv2_s.in21k_ft_in1k", 300),
+    "tf_efficientnet_lite0": ("tf_efficientnet_lite0", 224),
+}
+
+
+def test_every_preset_names_timm_pretrained_weights() -> None:
+    presets = {p.stem: OmegaConf.load(p) for p in sorted((CONF_DIR / "backbone").glob("*.yaml"))}
+    assert set(NEW_PRESETS) <= set(presets)
+    for stem, preset in presets.items():
+        check_backbone_name(preset.name)
+        if preset.weights == "imagenet":
+            assert pretrained_name(preset.name) in timm.list_pretrained(), stem
+    for stem, (name, size) in NEW_PRESETS.items():
+        preset = presets[stem]
+        assert preset.name == name, stem
+        cfg = timm.models.get_pretrained_cfg(pretrained_name(name))
+        assert (preset.image_size or cfg.input_size[-1]) == size, stem

@@ -101,8 +101,12 @@ BAD = {
 
 
 @pytest.fixture(autouse=True)
-def no_imagenet_cache(monkeypatch):
-    monkeypatch.setattr("arttl.models.backbone.cached_imagenet_file", lambda name: None)
+def no_imagenet_cache(monkeypatch, tmp_path):
+    """Offline with an empty Hugging Face cache: ImageNet weights cannot be had up front."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -72,7 +72,7 @@ def test_checkpoint_spec(ckpt: Path) -> None:
 def test_imagenet_without_cached_weights_is_a_clear_error(ckpt: Path, empty_hf_cache) -> None:
     # The bare `imagenet` takes the checkpoint's backbone: the θ-vs-θ̂ pair.
     with pytest.raises(
-        ConfigError, match=r"no ImageNet weights for 'test_resnet'.*never downloads"
+        ConfigError, match=r"models=imagenet: no ImageNet weights for 'test_resnet'.*HF_HUB_OFFLINE=1"
     ):
         load_models(["imagenet", str(ckpt)])
     with pytest.raises(ConfigError, match="needs a backbone"):

@@ -9,7 +9,8 @@ A model spec is one string, so a list of them fits a command line:
 - ``/path/weights.safetensors`` (``.pth``, ``.pt``, ``.bin``) or ``<timm name>:/path/weights...``
   — ImageNet-classifier weights from a file, e.g. downloaded on another machine.
 
-ImageNet weights come from the local Hugging Face cache only; arttl never downloads.
+ImageNet weights come from the Hugging Face cache, else are downloaded as timm does (or, offline,
+from packaged weights where arttl has them).
 
 Each model is named by what it is, so a figure is readable without the command that made it
 (``describe_checkpoint``): ``θ ImageNet · vgg19`` (the ImageNet network),
@@ -40,9 +41,9 @@ from arttl.errors import ConfigError, choice_error
 from arttl.models.backbone import (
     CHECKPOINT_SUFFIXES,
     WEIGHT_FILE_SUFFIXES,
-    cached_imagenet_file,
     check_backbone_name,
 )
+from arttl.models.weights import resolve_pretrained_file
 
 __all__ = [
     "IMAGENET",
@@ -312,15 +313,9 @@ def load_model(
                 "backbone it should take."
             )
         _check_arch(spec, arch)
-        cached = cached_imagenet_file(arch)
-        if cached is None:
-            raise ConfigError(
-                f"models: {spec!r}: no ImageNet weights for {arch!r} in the Hugging Face cache "
-                "(arttl never downloads at run time). Either run once with network access: "
-                f"`python -c \"import timm; timm.create_model('{arch}', pretrained=True)\"`, or "
-                f"download the weights file and list it as {arch}:/path/to/model.safetensors."
-            )
-        return _from_timm(spec, arch, cached, device, name or f"{THETA} ImageNet · {arch}")
+        # like train: the HF cache, else a download (or packaged weights offline)
+        weights_file = resolve_pretrained_file(arch, IMAGENET, key="models")
+        return _from_timm(spec, arch, weights_file, device, name or f"{THETA} ImageNet · {arch}")
 
     prefix, path_str = _split_backbone_prefix(spec)
     path = Path(path_str).expanduser()

@@ -11,20 +11,37 @@ import torch
 from torch import nn
 
 from arttl.errors import ConfigError
+from arttl.models.weights import (
+    is_imagenet,
+    local_pretrained_file,
+    pretrained_name,
+    resolve_pretrained_file,
+)
 
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 CHECKPOINT_SUFFIXES = (".ckpt",)
 
 
 def check_backbone_name(name: str) -> None:
-    """Fail before any work, with close matches, when timm does not know ``name``."""
+    """Fail before any work, with close matches, when timm does not know ``name``.
+
+    A pretrained tag may follow the architecture (``convnext_tiny.fb_in22k``): it picks those
+    weights for ``backbone.weights=imagenet`` and their data config.
+    """
+    arch, tag = timm.models.split_model_name_tag(str(name))
     names = timm.list_models()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.6)
         raise ConfigError(
             f"backbone.name={name!r} is not a timm model"
             + (f"; did you mean {', '.join(close)}?" if close else ".")
             + " Presets: conf/backbone/*.yaml; any name from timm.list_models() works."
+        )
+    if tag and not timm.models.is_model_pretrained(name):
+        tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
+        raise ConfigError(
+            f"backbone.name={name!r}: timm has no pretrained tag {tag!r} for {arch!r}; "
+            + (f"choose one of: {', '.join(tags)}." if tags else f"use backbone.name={arch}.")
         )
 
 
@@ -39,18 +56,13 @@ def _create(name: str, image_size: int | None, **kwargs: Any) -> nn.Module:
 
 
 def cached_imagenet_file(name: str) -> Path | None:
-    """Build ``name`` with ImageNet weights from the local Hugging Face cache only (never download)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None or not cfg.hf_hub_id:
+    """The pretrained weights of ``name`` (``<arch>`` or ``<arch>.<tag>``) already on this machine:
+    the Hugging Face cache, else a package that ships them (arttl.models.weights). No network;
+    None when timm has no pretrained weights for ``name`` or none are here."""
+    try:
+        return local_pretrained_file(name)
+    except ConfigError:
         return None
-    repo = cfg.hf_hub_id.split("@")[0]
-    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-        found = try_to_load_from_cache(repo, filename)
-        if isinstance(found, str):
-            return Path(found)
-    return None
 
 
 def load_arttl_backbone_state(ckpt: str | Path, backbone: str) -> dict[str, torch.Tensor]:
@@ -99,24 +111,21 @@ def create_backbone(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A timm network without classifier (forward -> pooled features) and its data config.
 
-    ``weights``: ``imagenet`` (local HF cache), ``none`` (random init, the paper's "scratch"),
-    a weights file, or an arttl ``.ckpt`` (only its backbone tensors are used).
+    ``weights``: ``imagenet`` or ``imagenet:<tag>`` (timm's pretrained weights: the Hugging Face
+    cache, else downloaded like timm does, else a package that ships them; see
+    ``arttl.models.weights``), ``none`` (random init, the paper's "scratch"), a weights file,
+    or an arttl ``.ckpt`` (only its backbone tensors are used).
     """
     check_backbone_name(name)
     weights = "none" if weights in (None, "", "none", "None", False) else str(weights)
     if weights == "none":
         model = _create(name, image_size, pretrained=False)
-    elif weights == "imagenet":
-        cached = cached_imagenet_file(name)
-        if cached is None:
-            raise ConfigError(
-                f"backbone.weights=imagenet: no ImageNet weights for {name!r} in the Hugging Face "
-                "cache (arttl never downloads at run time). Either run once with network access: "
-                f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, or "
-                "download the weights file and pass backbone.weights=/path/to/model.safetensors."
-            )
+    elif is_imagenet(weights):
+        # The tagged name selects the tag's pretrained cfg, so its data config comes along.
+        full = pretrained_name(name, weights)
+        path = resolve_pretrained_file(name, weights)
         model = _create(
-            name, image_size, pretrained=True, pretrained_cfg_overlay={"file": str(cached)}
+            full, image_size, pretrained=True, pretrained_cfg_overlay={"file": str(path)}
         )
     elif weights.endswith(CHECKPOINT_SUFFIXES):
         model = _create(name, image_size, pretrained=False)
@@ -140,8 +149,8 @@ def create_backbone(
         _check_loaded(model, fresh, weights, name)
     else:
         raise ConfigError(
-            f"backbone.weights={weights!r} is not valid; use imagenet, none, a weights file "
-            f"({', '.join(WEIGHT_FILE_SUFFIXES)}) or an arttl checkpoint (.ckpt)."
+            f"backbone.weights={weights!r} is not valid; use imagenet, imagenet:<timm tag>, none, a "
+            f"weights file ({', '.join(WEIGHT_FILE_SUFFIXES)}) or an arttl checkpoint (.ckpt)."
         )
     data_config = dict(timm.data.resolve_model_data_config(model))
     if image_size is not None:

@@ -349,10 +349,14 @@ def _check_weights(c: dict[str, Any]) -> None:
     from arttl.models.backbone import (
         CHECKPOINT_SUFFIXES,
         WEIGHT_FILE_SUFFIXES,
-        cached_imagenet_file,
+        check_backbone_name,
     )
+    from arttl.models.weights import IMAGENET, check_pretrained_available, is_imagenet
 
-    name, weights = c["backbone"].get("name"), str(c["backbone"].get("weights"))
+    name, raw = c["backbone"].get("name"), c["backbone"].get("weights")
+    weights = str(raw)
+    if raw in (None, "", "none", "None", False):
+        return
     if weights.endswith(CHECKPOINT_SUFFIXES) and not Path(weights).is_file():
         source = c.get("source_experiment")
         hint = (
@@ -364,12 +368,25 @@ def _check_weights(c: dict[str, Any]) -> None:
         raise ConfigError(f"backbone.weights={weights!r}: checkpoint not found. {hint}")
     if weights.endswith(WEIGHT_FILE_SUFFIXES) and not Path(weights).is_file():
         raise ConfigError(f"backbone.weights={weights!r}: file not found.")
-    if weights == "imagenet" and cached_imagenet_file(name) is None:
-        raise ConfigError(
-            f"backbone.weights=imagenet: no ImageNet weights for {name!r} in the Hugging Face "
-            "cache (arttl never downloads at run time). Run once with network access: "
-            f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, pass "
-            "backbone.weights=/path/to/model.safetensors, or use backbone.weights=none."
+    if is_imagenet(weights):
+        try:
+            check_backbone_name(name)
+        except ConfigError:
+            return  # the backbone-name check reports it
+        # Unknown tags always; a missing cache only when HF_HUB_OFFLINE=1 forbids the download
+        # (online, timm's weights download when the model is built).
+        check_pretrained_available(name, weights)
+    elif not weights.endswith(CHECKPOINT_SUFFIXES + WEIGHT_FILE_SUFFIXES):
+        raise choice_error(
+            "backbone.weights",
+            weights,
+            [
+                IMAGENET,
+                f"{IMAGENET}:<timm tag>",
+                "none",
+                "/path/weights.safetensors|.pth|.bin",
+                "/path/run.ckpt",
+            ],
         )
 
 
@@ -381,12 +398,28 @@ def _check_store_or_root(c: dict[str, Any]) -> None:
         return
     ds = c["dataset"]
     root = ds.get("root")
+    if _non_path_root(ds, root):
+        return
     if root in (None, "") or not Path(str(root)).exists():
         raise ConfigError(
             f"dataset.root={str(root)!r} does not exist and store.dir={str(store)!r} is not "
             f"prepared; point dataset.root at the {ds.get('name')} images, e.g. "
             f"`dataset.root=/path/to/{ds.get('name')}`."
         )
+
+
+def _non_path_root(ds: dict[str, Any], root: Any) -> bool:
+    """A hub id (dataset=hf) is a valid root that is no folder: ask the reader."""
+    from hydra.utils import get_method
+
+    from arttl.data.build import is_non_path_root
+
+    target = (ds.get("reader") or {}).get("_target_")
+    try:
+        reader = get_method(target) if target else None
+    except Exception:  # an unknown reader is reported by its own check
+        return False
+    return reader is not None and is_non_path_root(reader, root)
 
 
 # -- entry ---------------------------------------------------------------------------------------
