@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("gpu_check needs CUDA; run it on a GPU machine.")
+    print(f"machine: {common.machine()}")  # also in every results file: common.machine_info()
 
     b1_datapath.main(["--images", str(args.images), "--workers", str(args.workers)])
     root = common.large_jpegs(args.images)
@@ -97,7 +98,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"ResNet-50 fine-tuning, bf16, channels_last, batch {args.batch}, {torch.cuda.get_device_name()}",
         df,
         cmd.strip(),
-        f"{root}: goal store-fed >= 90 % of synthetic.",
+        f"{root}: goal store-fed >= 90 % of synthetic. CUDA {torch.version.cuda}, cuDNN "
+        f"{torch.backends.cudnn.version()}, {torch.cuda.get_device_name()} (compute capability "
+        f"{'.'.join(map(str, torch.cuda.get_device_capability()))}).",
     )
     return df
 

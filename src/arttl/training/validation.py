@@ -331,6 +331,10 @@ def combination_problems(c: dict[str, Any]) -> list[str]:
                 f"trainer.accelerator={accelerator!r} but no CUDA device is visible; use "
                 "trainer.accelerator=auto (or cpu)."
             )
+    from arttl.training.precision import check_precision
+
+    if (problem := check_precision(trainer.get("precision"))) is not None:
+        problems.append(problem)
     for name, cb in (c.get("callbacks") or {}).items():
         monitor = cb.get("monitor") if isinstance(cb, dict) else None
         if monitor is not None and monitor not in METRICS:
