@@ -32,8 +32,23 @@ test: $(STAMP) lint ## lint + fast test suite (what CI runs)
 test-full: $(STAMP) lint ## lint + every CPU test, slow ones included
 	$(BIN)/pytest -m "not gpu" -q
 
-demo: $(STAMP) ## train the demo experiment on the embedded AHE images and print the table
-	$(BIN)/python -m arttl.train +experiment=demo
+DEMO_OUT := outputs/demo
+DEMO_SALIENCY := [data/demo/paintings/Baroque/1011.jpg,data/demo/paintings/Impressionism/10042.jpg,data/demo/paintings/Expressionism/10006.jpg]
+
+demo: $(STAMP) ## the paper's chain in miniature on embedded real art: θ̂ from paintings, θ vs θ̂ on museum objects
+	@echo "== 1/5 θ̂: ImageNet EfficientNet-Lite0 (θ) fine-tuned on 280 paintings (7 styles)"
+	rm -rf $(DEMO_OUT)
+	$(BIN)/python -m arttl.train +experiment=demo_paintings hydra.run.dir=$(DEMO_OUT)/paintings
+	@echo "== 2/5 museum objects (5 types) from θ: off-the-shelf and fine-tuning"
+	$(BIN)/python -m arttl.train -m +experiment=demo_objects mode=off_the_shelf,fine_tune hydra.sweep.dir=$(DEMO_OUT)/objects_theta
+	@echo "== 3/5 museum objects from θ̂ (the painting-tuned network), and from scratch"
+	$(BIN)/python -m arttl.train -m +experiment=demo_objects_from_paintings mode=off_the_shelf,fine_tune hydra.sweep.dir=$(DEMO_OUT)/objects_theta_hat
+	$(BIN)/python -m arttl.train +experiment=demo_objects mode=scratch hydra.run.dir=$(DEMO_OUT)/objects_scratch
+	@echo "== 4/5 the paper's Tables 2 and 3 from these runs"
+	$(BIN)/python -m arttl.report $(DEMO_OUT) out_dir=$(DEMO_OUT)/report
+	@echo "== 5/5 where θ and θ̂ look on three paintings"
+	$(BIN)/python -m arttl.saliency images=$(DEMO_SALIENCY) models=[imagenet,checkpoints/demo_paintings/tf_efficientnet_lite0-fine_tune.ckpt] backbone=tf_efficientnet_lite0 out_dir=$(DEMO_OUT)/saliency
+	@echo "tables: $(DEMO_OUT)/report/report.md · saliency: $(DEMO_OUT)/saliency/saliency_visual_backprop.png"
 
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/run_all.py

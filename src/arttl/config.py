@@ -8,12 +8,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# conf/ sits beside src/ in the fixed project layout (the package is installed editable).
-REPO_DIR = Path(__file__).resolve().parents[2]
+# A checkout (and an editable install) reads conf/ and data/demo/ beside src/; a wheel carries
+# copies of both in arttl/_bundle/ (setup.py copies them at build time), laid out the same way.
+_CHECKOUT_DIR = Path(__file__).resolve().parents[2]
+BUNDLE_DIR = Path(__file__).resolve().parent / "_bundle"
+REPO_DIR = _CHECKOUT_DIR if (_CHECKOUT_DIR / "conf" / "train.yaml").is_file() else BUNDLE_DIR
 CONF_DIR = REPO_DIR / "conf"
 
-# ${arttl_repo:} in a config: the checkout's root, so embedded data (data/demo) is found
-# whatever folder a command is launched from.
+# ${arttl_repo:} in a config: the checkout's root (or the wheel's bundle), so embedded data
+# (data/demo) is found whatever folder a command is launched from.
 OmegaConf.register_new_resolver("arttl_repo", lambda: str(REPO_DIR), replace=True)
 
 

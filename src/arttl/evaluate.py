@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -10,10 +11,12 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import user_errors
+from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.inference.evaluation import evaluate_checkpoint
+
+log = logging.getLogger("arttl.evaluate")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
@@ -43,9 +46,14 @@ def main(cfg: DictConfig) -> float:
     table.add_row(*("—" if m[k] is None else f"{m[k]:.4f}" for k in keys), f"{lo:.4f}–{hi:.4f}")
     console = Console()
     console.print(table)
-    console.print(f"{len(ev.files)} files in {ev.out_dir} (summary.md)", highlight=False)
+    log.info("%d files in %s (summary.md)", len(ev.files), display_path(ev.out_dir))
     return float(m["top1"])
 
 
+def cli() -> None:
+    """``arttl-evaluate``, the same command as ``python -m arttl.evaluate``."""
+    run_entry_point(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
-from arttl.cli import user_errors
+from arttl.cli import FAILURE_EXIT, display_path, fail, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.inference.exporting import FORMATS, SUFFIXES, export_checkpoint
+from arttl.inference.exporting import FORMATS, SUFFIXES, ExportMismatch, export_checkpoint
+
+log = logging.getLogger("arttl.export")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
@@ -28,16 +30,20 @@ def main(cfg: DictConfig) -> None:
     out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / (
         Path(cfg.ckpt).stem + SUFFIXES[fmt]
     )
-    result = export_checkpoint(
-        cfg.ckpt,
-        fmt,
-        out,
-        include_normalization=bool(cfg.include_normalization),
-        opset=cfg.opset,
-        verify=bool(cfg.verify),
-        atol=float(cfg.atol),
-        rtol=float(cfg.rtol),
-    )
+    try:
+        result = export_checkpoint(
+            cfg.ckpt,
+            fmt,
+            out,
+            include_normalization=bool(cfg.include_normalization),
+            opset=cfg.opset,
+            verify=bool(cfg.verify),
+            atol=float(cfg.atol),
+            rtol=float(cfg.rtol),
+        )
+    except ExportMismatch as err:  # arttl's failure, not a user mistake
+        log.error("%s", err, extra={"file_only": True})
+        fail(err, FAILURE_EXIT)
     check = (
         "not checked (install onnxruntime to check)"
         if result.max_abs_diff is None
@@ -45,10 +51,14 @@ def main(cfg: DictConfig) -> None:
     )
     if not cfg.verify:
         check = "not checked (verify=false)"
-    Console().print(
-        f"{result.path}: {check}\n{result.sidecar}: class names and preprocessing", highlight=False
-    )
+    log.info("%s: %s", display_path(result.path), check)
+    log.info("%s: class names and preprocessing", display_path(result.sidecar))
+
+
+def cli() -> None:
+    """``arttl-export``, the same command as ``python -m arttl.export``."""
+    run_entry_point(main)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

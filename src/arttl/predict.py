@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -10,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import user_errors
+from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.inference.prediction import (
@@ -19,6 +21,28 @@ from arttl.inference.prediction import (
     predict_images,
     write_predictions,
 )
+
+log = logging.getLogger("arttl.predict")
+TABLE_WIDTH = 80  # the terminal table; the files hold full paths and probabilities
+
+
+def common_folder(paths: list[str]) -> Path | None:
+    """The deepest folder holding every path (the input folder, for a folder input)."""
+    if not paths:
+        return None
+    try:
+        return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+    except ValueError:  # paths on different drives
+        return None
+
+
+def shown_path(path: str, root: Path | None) -> str:
+    if root is None:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return path
 
 
 def _required(cfg: DictConfig, key: str) -> object:
@@ -56,20 +80,34 @@ def main(cfg: DictConfig) -> None:
 
     console = Console()
     k = result.top_k
-    table = Table(title=f"{Path(ckpt).name}: top-{k} of {len(model.class_names)} classes")
+    root = common_folder(result.table["path"].tolist())
+    table = Table(
+        title=f"{Path(ckpt).name}: top-{k} of {len(model.class_names)} classes",
+        caption=f"images in {display_path(root)}" if root is not None else None,
+    )
     table.add_column("image", overflow="fold")
     for rank in range(1, k + 1):
         table.add_column(f"#{rank}", overflow="fold")
     for row in result.table.head(int(cfg.show)).to_dict(orient="records"):
         table.add_row(
-            row["path"], *(f"{row[f'label_{r}']} ({row[f'prob_{r}']:.1%})" for r in range(1, k + 1))
+            shown_path(row["path"], root),
+            *(f"{row[f'label_{r}']}\n{row[f'prob_{r}']:.1%}" for r in range(1, k + 1)),
         )
-    console.print(table)
+    console.print(table, width=min(console.width, TABLE_WIDTH))
     if len(result.table) > int(cfg.show):
-        console.print(f"... {len(result.table) - int(cfg.show)} more rows in {files[0]}")
-    summary = f"{len(result.table)} predicted, {len(result.rejected)} skipped -> {out_dir}"
-    console.print(summary, highlight=False)
+        log.info("... %d more rows in %s", len(result.table) - int(cfg.show), files[0].name)
+    log.info(
+        "%d predicted, %d skipped -> %s (predictions.csv, predictions.json, rejected.csv)",
+        len(result.table),
+        len(result.rejected),
+        display_path(out_dir),
+    )
+
+
+def cli() -> None:
+    """``arttl-predict``, the same command as ``python -m arttl.predict``."""
+    run_entry_point(main)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

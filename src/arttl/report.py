@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
 import pandas as pd
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import USER_ERROR_EXIT, user_errors
+from arttl.cli import USER_ERROR_EXIT, display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.reporting.runs import (
     DIFFERENCES_TITLE,
@@ -21,6 +23,8 @@ from arttl.reporting.runs import (
     plural,
 )
 from arttl.reporting.tables import CellTable, differences_rows, rich_rows
+
+log = logging.getLogger("arttl.report")
 
 # Hydra flags whose next argument is their value, not a runs folder.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
@@ -90,13 +94,15 @@ def _main(cfg: DictConfig) -> None:
         )
     report = make_report(
         runs,
-        out_dir=cfg.out_dir,
+        out_dir=cfg.out_dir or HydraConfig.get().runtime.output_dir,  # a new folder per report
         metric=cfg.metric,
         decimals=int(cfg.decimals),
         curve_metric=cfg.curve_metric,
         curves=bool(cfg.curves),
     )
-    console = Console()
+    # A log file or pipe gets rich's 80 columns, which folds every label of the tables; there,
+    # print them wide (a terminal keeps its own width).
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     higher = not str(cfg.metric).endswith("loss")
     console.print(cell_explanation(str(cfg.metric)), markup=False)
     for name, title in TABLES.items():
@@ -112,10 +118,11 @@ def _main(cfg: DictConfig) -> None:
     print_differences(console, report.differences, str(cfg.metric), int(cfg.decimals))
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
-    console.print(
-        f"{plural(len(report.runs), 'run')} -> {plural(len(report.files), 'file')} in "
-        f"{report.out_dir}",
-        markup=False,
+    log.info(
+        "%s -> %s in %s (report.md)",
+        plural(len(report.runs), "run"),
+        plural(len(report.files), "file"),
+        display_path(report.out_dir),
     )
 
 
@@ -124,5 +131,10 @@ def main() -> None:
     _main()
 
 
+def cli() -> None:
+    """``arttl-report``, the same command as ``python -m arttl.report``."""
+    run_entry_point(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

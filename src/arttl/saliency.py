@@ -6,6 +6,7 @@ an agreement CSV, and prints the agreement table. Undecodable images are listed 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import user_errors
+from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.explain.compare import Comparison, compare_models, list_images
 from arttl.explain.figure import check_cmap, model_tags, write_outputs
 from arttl.explain.methods import check_method
 from arttl.explain.models import load_models
+
+log = logging.getLogger("arttl.saliency")
 
 
 def _as_list(value: Any) -> Any:
@@ -106,8 +109,8 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
     if comparison.skipped:
         listed = "; ".join(f"{n} ({r})" for n, r in comparison.skipped)
         console.print(f"[yellow]skipped {len(comparison.skipped)} image(s):[/yellow] {listed}")
-    for kind, path in paths.items():
-        console.print(f"{kind}: {path}")
+    for kind, path in paths.items():  # the last lines: where each file went, unwrapped
+        console.print(f"{kind}: {display_path(path)}", soft_wrap=True, highlight=False)
     return paths
 
 
@@ -115,8 +118,16 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
 @user_errors
 def main(cfg: DictConfig) -> None:
     out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir
-    run_saliency(cfg, out_dir)
+    paths = run_saliency(cfg, out_dir)  # prints where each file went
+    log.info(
+        "wrote %s", ", ".join(display_path(p) for p in paths.values()), extra={"file_only": True}
+    )
+
+
+def cli() -> None:
+    """``arttl-saliency``, the same command as ``python -m arttl.saliency``."""
+    run_entry_point(main)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from pathlib import Path
+
 import hydra
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import run_entry_point, user_errors
+from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
+from arttl.errors import ConfigError
 from arttl.training.run import run_training
+
+log = logging.getLogger("arttl.train")
 
 
 def print_results(record: dict) -> None:
@@ -24,14 +31,45 @@ def print_results(record: dict) -> None:
     Console().print(table)
 
 
+def print_outputs(record: dict, run_dir: str | Path) -> None:
+    """The last lines: where the run wrote (also in <run folder>/train.log)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.json").is_file() and record.get("run_checkpoint"):
+        run_dir = Path(record["run_checkpoint"]).parents[1]  # a finished earlier run (resume)
+    metrics = "; ".join(
+        f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in record[split].items() if v is not None)
+        for split in ("val", "test")
+    )
+    log.info("%s", metrics, extra={"file_only": True})  # the table above, for the log file
+    log.info("run folder: %s", display_path(run_dir))
+    log.info("results:    %s", display_path(run_dir / "results.json"))
+    if record.get("checkpoint"):
+        log.info("checkpoint: %s", display_path(record["checkpoint"]))
+
+
+def check_name(name: object) -> None:
+    """``name`` becomes a folder under outputs/, multirun/ and checkpoints/: one plain word."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+        raise ConfigError(
+            f"name={name!r} must be one folder name (letters, digits, . _ -), e.g. name=my_study."
+        )
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
+    check_name(cfg.name)
     record = run_training(cfg, cfg.run_dir)
     if rank_zero_only.rank == 0:  # DDP ranks > 0 ran the same job; one table is enough
         print_results(record)
+        print_outputs(record, cfg.run_dir)
     return record["val"]["loss"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``arttl-train``, the same command as ``python -m arttl.train``."""
     run_entry_point(main)
+
+
+if __name__ == "__main__":
+    cli()

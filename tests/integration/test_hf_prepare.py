@@ -184,6 +184,7 @@ def test_a_hub_id_prepares_and_trains_config_check_passes(tmp_path: Path, monkey
         cfg = compose(
             "train",
             [f"paths.root_dir={tmp_path}", f"run_dir={tmp_path}/run", "dataset=hf",
-             "dataset.root=someone/paintings", f"dataset.challenge={ds.challenge}"],
+             "dataset.root=someone/paintings", f"dataset.challenge={ds.challenge}",
+             "backbone.weights=none"],
         )  # fmt: skip
     validate_config(cfg)  # no "dataset.root does not exist"

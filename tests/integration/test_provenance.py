@@ -155,3 +155,14 @@ def test_results_json_equals_evaluate_on_real_ten_class_data(tmp_path):
     assert ev["top1"] < ev["top3"] < ev["top5"]
     lo, hi = ev["top1_ci95"]
     assert lo < ev["top1"] < hi
+
+
+def test_bf16_training_reports_the_fp32_metrics_evaluate_computes(tmp_path):
+    """Mixed precision trains; the reported val/test metrics are fp32, like `arttl.evaluate`."""
+    data = real_subset(tmp_path / "raw", DEMO, ["altar", "apse", "vault", "column", "gargoyle"], 12)
+    record = train(tmp_path, data, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
+    assert record["precision"] == "bf16-mixed" and record["eval_precision"] == "32-true"
+    ev = evaluate_checkpoint(record["run_checkpoint"], tmp_path / "eval", device="cpu").metrics
+    for key in ("top1", "top3", "macro_top1"):
+        assert record["test"][key] == pytest.approx(ev[key], abs=1e-6), key
+    assert record["test"]["loss"] == pytest.approx(ev["loss"], abs=1e-5)

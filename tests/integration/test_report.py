@@ -150,7 +150,7 @@ def _cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> None:
     report_cli.main()
 
 
-def test_cli_prints_tables_and_writes_next_to_the_runs(
+def test_cli_prints_tables_and_writes_to_a_new_folder(
     sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     runs = tmp_path / "runs"
@@ -159,8 +159,10 @@ def test_cli_prints_tables_and_writes_next_to_the_runs(
     out = capsys.readouterr().out
     assert "Table 2" in out and "87.50 (n=1)" in out and "no Table 3" in out
     assert "mean ± sample standard deviation" in out and "1 run -> " in out
-    assert json.loads(json.dumps(pd.read_csv(runs / "report" / "table2.csv").to_dict()))
-    assert not (runs / "report" / "curves_rijksmuseum_type.png").exists()
+    report = tmp_path / "hydra"  # the default: a new folder (the Hydra run folder), never the runs'
+    assert json.loads(json.dumps(pd.read_csv(report / "table2.csv").to_dict()))
+    assert not (report / "curves_rijksmuseum_type.png").exists()
+    assert not (runs / "report").exists()
 
 
 @pytest.mark.parametrize(

@@ -53,13 +53,13 @@ def test_every_mode_fast_dev_run(tmp_path, folder, mode):
     assert saved["test"]["top3"] == pytest.approx(record["test"]["top3"])
 
 
-def _transfer_ckpt(root: Path, num_classes: int = 3) -> Path:
+def _transfer_ckpt(root: Path, num_classes: int = 3, source: str = "rijks_type") -> Path:
     model = ArtClassifier(
         "test_resnet", num_classes, [f"r{i}" for i in range(num_classes)], image_size=64
     )
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, max_epochs=0)
     trainer.strategy.connect(model)
-    path = root / "checkpoints" / "rijks_type" / "test_resnet-fine_tune.ckpt"
+    path = root / "checkpoints" / source / "test_resnet-fine_tune.ckpt"
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(path)
     return path
@@ -76,6 +76,9 @@ EXPERIMENTS = {
     "pandora18k": lambda t: make_pandora(t),
     "wikiart_style": lambda t: make_wikiart_lists(t),
     "demo": None,
+    "demo_paintings": None,
+    "demo_objects": None,
+    "demo_objects_from_paintings": None,
 }
 
 
@@ -96,9 +99,12 @@ def test_every_experiment_fast_dev_run(tmp_path, experiment):
     if experiment.endswith("_from_rijks"):
         _transfer_ckpt(tmp_path)
         overrides.append("source_experiment=rijks_type")
+    if experiment == "demo_objects_from_paintings":
+        _transfer_ckpt(tmp_path, num_classes=7, source="demo_paintings")
     cfg = compose_train(tmp_path, *overrides)
-    if experiment == "demo":
-        assert cfg.dataset.root == str(REPO / "data" / "demo" / "images")
+    if experiment.startswith("demo"):
+        demo = {"demo": "images", "demo_paintings": "paintings"}.get(experiment, "objects")
+        assert cfg.dataset.root == str(REPO / "data" / "demo" / demo)
     record = run_training(cfg, cfg.run_dir)
     assert record["experiment"] == experiment
     assert record["challenge"] == cfg.dataset.challenge
@@ -151,7 +157,8 @@ def test_partial_changes_only_the_top_groups(tmp_path, folder):
     n_top = round(len(groups) * 0.4)
     top = {n for g in groups[-n_top:] for n in g}
     record = run_training(cfg, cfg.run_dir)
-    stable = tmp_path / "checkpoints" / "default" / "test_resnet-partial.ckpt"
+    stable = tmp_path / "checkpoints" / cfg.name / "test_resnet-partial.ckpt"
+    assert cfg.name.startswith("imagefolder_class__")  # no preset: named after its source
     assert record["checkpoint"] == str(stable) and stable.is_file()  # the name *_from_rijks use
     after = dict(ArtClassifier.from_checkpoint(record["checkpoint"]).backbone.named_parameters())
     changed = {n for n, t in before.items() if not torch.equal(t, after[n])}

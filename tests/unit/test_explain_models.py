@@ -72,7 +72,8 @@ def test_checkpoint_spec(ckpt: Path) -> None:
 def test_imagenet_without_cached_weights_is_a_clear_error(ckpt: Path, empty_hf_cache) -> None:
     # The bare `imagenet` takes the checkpoint's backbone: the θ-vs-θ̂ pair.
     with pytest.raises(
-        ConfigError, match=r"models=imagenet: no ImageNet weights for 'test_resnet'.*HF_HUB_OFFLINE=1"
+        ConfigError,
+        match=r"models=imagenet: no ImageNet weights for 'test_resnet'.*HF_HUB_OFFLINE=1",
     ):
         load_models(["imagenet", str(ckpt)])
     with pytest.raises(ConfigError, match="needs a backbone"):
@@ -151,7 +152,7 @@ def test_names_from_checkpoint_hparams(ckpt: Path, tmp_path: Path) -> None:
     )
     names = [m.name for m in load_models([str(theta), str(theta_hat), str(scratch)])]
     assert names == [
-        "θ ImageNet test_resnet · fine_tune on rijks_artist",
+        "θ̂ rijks_artist-tuned test_resnet (from ImageNet) · fine_tune",
         "θ̂ rijks_artist-tuned test_resnet · fine_tune on demo/objects",
         "test_resnet from scratch · demo",
     ]
@@ -164,9 +165,13 @@ def test_names_from_checkpoint_hparams(ckpt: Path, tmp_path: Path) -> None:
     assert describe_checkpoint({**hp, "weights": "/nowhere/paintings.ckpt"}).startswith(
         "θ̂ paintings-tuned vgg19"
     )
-    # A pretrained tag stays in the name (which ImageNet weights θ was).
-    assert describe_checkpoint({**hp, "weights": "imagenet:fb_in22k"}).startswith(
-        "θ ImageNet vgg19.fb_in22k · fine_tune"
+    # A pretrained tag stays in the name (which ImageNet weights θ was); θ fine-tuned on an art
+    # collection is the paper's θ̂, off-the-shelf keeps θ's features under a new head.
+    assert describe_checkpoint({**hp, "weights": "imagenet:fb_in22k"}) == (
+        "θ̂ antwerp_type_from_rijks-tuned vgg19.fb_in22k (from ImageNet) · fine_tune"
+    )
+    assert describe_checkpoint({**hp, "mode": "off_the_shelf", "weights": "imagenet"}) == (
+        "θ ImageNet vgg19 + antwerp_type_from_rijks head (off-the-shelf)"
     )
     # A dataset's challenge is said when it is not the generic one; weights files by name.
     assert describe_checkpoint(

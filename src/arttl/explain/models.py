@@ -14,7 +14,8 @@ from packaged weights where arttl has them).
 
 Each model is named by what it is, so a figure is readable without the command that made it
 (``describe_checkpoint``): ``θ ImageNet · vgg19`` (the ImageNet network),
-``θ ImageNet vgg19 · fine_tune on rijks_artist`` (an arttl run that started from θ),
+``θ̂ rijks_artist-tuned vgg19 (from ImageNet) · fine_tune`` (θ fine-tuned on an art collection),
+``θ ImageNet vgg19 + rijks_artist head (off-the-shelf)`` (θ's features with a new softmax),
 ``θ̂ rijks_artist-tuned vgg19 · fine_tune on antwerp_artist`` (a run that started from another
 arttl checkpoint, i.e. a network already tuned on an art collection) and
 ``resnet18 from scratch · demo``. Names that would repeat get the part of the checkpoint path
@@ -114,6 +115,9 @@ def _source_collection(weights: str) -> str:
     return path.stem
 
 
+TUNING_MODES = ("fine_tune", "partial", "gradual")  # modes that change the backbone's weights
+
+
 def describe_checkpoint(hparams: dict[str, Any], provenance: dict[str, Any] | None = None) -> str:
     """A model's name from an arttl checkpoint's hyper-parameters: where its weights started
     (θ ImageNet, θ̂ tuned on another collection, from scratch, a weights file), the backbone,
@@ -128,7 +132,12 @@ def describe_checkpoint(hparams: dict[str, Any], provenance: dict[str, Any] | No
         head = f"{backbone} from random init"
     elif str(weights).partition(":")[0] == IMAGENET:  # imagenet or imagenet:<pretrained tag>
         tag = str(weights).partition(":")[2]
-        head = f"{THETA} ImageNet {backbone}" + (f".{tag}" if tag else "")
+        arch = backbone + (f".{tag}" if tag else "")
+        if mode in TUNING_MODES and on:  # θ tuned on an art collection is the paper's θ̂
+            return f"{THETA_HAT} {on}-tuned {arch} (from ImageNet) · {mode}"
+        head = f"{THETA} ImageNet {arch}"
+        if mode == "off_the_shelf" and on:  # θ's features unchanged, a new head
+            return f"{head} + {on} head (off-the-shelf)"
     elif str(weights).endswith(CHECKPOINT_SUFFIXES):
         head = f"{THETA_HAT} {_source_collection(str(weights))}-tuned {backbone}"
     else:

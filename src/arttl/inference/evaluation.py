@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure  # not pyplot: no global state, the caller's backend untouched
 from rich.console import Console
 from rich.progress import track
 from torch.utils.data import DataLoader
@@ -212,7 +209,8 @@ def plot_confusion(
     names = [_short(class_names[i], 28) for i in shown]
     n = len(shown)
     size = min(max(5.0, 0.32 * n + 2.5), 40.0)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     ax.set_xticks(range(n), names, rotation=90, fontsize=8 if n > 20 else 10)
@@ -259,9 +257,8 @@ def plot_mistakes(
     """A grid of the stored images, titled true / predicted (probability)."""
     cols = min(4, len(indices))
     rows = math.ceil(len(indices) / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3.2 * cols, 3.7 * rows), squeeze=False, layout="constrained"
-    )
+    fig = Figure(figsize=(3.2 * cols, 3.7 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, indices, strict=False):
@@ -280,10 +277,9 @@ def _short(text: str, width: int) -> str:
     return textwrap.shorten(str(text), width=width, placeholder="…") or str(text)[:width]
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
+def _save(fig: Figure, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def predictions_table(

@@ -33,6 +33,11 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAME, OUTPUT_NAME = "x", "logits"
 
 
+class ExportMismatch(RuntimeError):
+    """The exported model's outputs differ from the checkpoint's: arttl's failure, not the user's
+    (the export command exits 1 with the difference)."""
+
+
 class InferenceNet(nn.Module):
     """The classifier without Lightning: (normalised float | uint8) images -> logits."""
 
@@ -206,7 +211,7 @@ def export_checkpoint(
             diff = float((got - ref).abs().max())
             if got.shape != ref.shape or not torch.allclose(got, ref, atol=atol, rtol=rtol):
                 out.unlink(missing_ok=True)
-                raise ConfigError(
+                raise ExportMismatch(
                     f"the exported {fmt} model differs from the checkpoint by up to {diff:.3g} "
                     f"(atol={atol}, rtol={rtol}); it was removed. Try the other format, or "
                     "raise atol= if this is expected float noise."

@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure  # not pyplot: no global state, the caller's backend untouched
 from matplotlib.ticker import MaxNLocator
 
 from arttl.atomic import atomic_path
@@ -68,10 +66,11 @@ def plot_learning_curves(
     percent = not metric.endswith("loss")
     for (dataset, challenge), group in runs.groupby(["dataset_label", "challenge"], sort=True):
         backbones = sorted(group["backbone_label"].unique())
-        colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backbones)}
+        colours = {b: colormaps["tab10"](i % 10) for i, b in enumerate(backbones)}
         labels = [_label(r, False) for _, r in group.iterrows()]
         repeated = {lab for lab in labels if labels.count(lab) > 1}  # seeds of one setting
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.subplots()
         lines = 0
         for _, row in group.sort_values(
             ["backbone_label", "mode", "init_label"], kind="stable"
@@ -92,7 +91,6 @@ def plot_learning_curves(
             )
             lines += 1
         if lines == 0:
-            plt.close(fig)
             continue
         ax.set_title(f"{dataset} / {challenge}")
         ax.set_xlabel("epoch")
@@ -104,6 +102,5 @@ def plot_learning_curves(
         path = out_dir / f"curves_{_safe(dataset)}_{_safe(challenge)}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
         written.append(path)
     return written, missing

@@ -47,6 +47,7 @@ RESUME_MAY_CHANGE = (
     "store.check_source",
     "save_stable_checkpoint",
     "experiment",
+    "name",
     "hparams_search",
 )
 # Keys that never make two runs different experiments (the seed is what seeds vary); epochs and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from arttl.training.checkpointing import (
     plan_resume,
 )
 from arttl.training.distributed import ddp_job
+from arttl.training.precision import PrecisionChoice, resolve_precision
 from arttl.training.provenance import (
     check_resume,
     new_run_id,
@@ -46,6 +48,8 @@ from arttl.training.validation import resolved, validate_config
 
 __all__ = ["build_model", "build_trainer", "run_training"]
 
+log = logging.getLogger(__name__)
+
 
 def ensure_store(cfg: DictConfig) -> dict[str, Any]:
     """The store this config asks for: reused only when its provenance matches the source on
@@ -53,16 +57,26 @@ def ensure_store(cfg: DictConfig) -> dict[str, Any]:
     store_dir = Path(cfg.store.dir)
     summary = prepare_from_config(cfg)
     if summary.get("reused") and not summary.get("unverified"):
-        print(f"store {store_dir} is current (same source files and settings)")
+        log.info(f"store {store_dir} is current (same source files and settings)")
     else:
         print_store_summary(summary)
     return check_store(store_dir, cfg.dataset.challenge)
 
 
-def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtClassifier:
-    channels_last = (
-        cfg.channels_last if cfg.channels_last is not None else torch.cuda.is_available()
+def precision_choice(cfg: DictConfig) -> PrecisionChoice:
+    """trainer.precision and channels_last for the device this run trains on (warns once for
+    bf16 forced where it is emulated); see arttl.training.precision and bench/README.md B6."""
+    return resolve_precision(
+        cfg.trainer.get("precision"),
+        cfg.trainer.get("accelerator"),
+        channels_last=cfg.get("channels_last"),
     )
+
+
+def build_model(
+    cfg: DictConfig, class_names: list[str], store_dir: str, choice: PrecisionChoice | None = None
+) -> ArtClassifier:
+    choice = choice or precision_choice(cfg)
     return ArtClassifier(
         backbone=cfg.backbone.name,
         num_classes=len(class_names),
@@ -73,7 +87,7 @@ def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtC
         partial_fraction=cfg.mode.partial_fraction,
         optimizer=instantiate(cfg.mode.optimizer),
         scheduler=instantiate(cfg.mode.scheduler) if cfg.mode.get("scheduler") else None,
-        channels_last=bool(channels_last),
+        channels_last=choice.channels_last,
         experiment=cfg.experiment,
         dataset=cfg.dataset.name,
         challenge=cfg.dataset.challenge,
@@ -81,7 +95,18 @@ def build_model(cfg: DictConfig, class_names: list[str], store_dir: str) -> ArtC
     )
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kwargs = {
+        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None
+    }
+    kwargs.pop("_target_", None)
+    return kwargs
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, choice: PrecisionChoice | None = None
+) -> L.Trainer:
+    choice = choice or precision_choice(cfg)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     callbacks.append(RNGState())
     if cfg.mode.name == "gradual":
@@ -92,18 +117,33 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
             )
         )
     loggers = [instantiate(c) for c in cfg.logger] if cfg.logger else False
-    precision = cfg.trainer.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
-    kwargs = {
-        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None
-    }
-    kwargs.pop("_target_", None)
-    kwargs["precision"] = precision
-    return L.Trainer(
+    kwargs = {**_trainer_kwargs(cfg), "precision": choice.precision}
+    trainer = L.Trainer(
         **kwargs,
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
+    )
+    if trainer.is_global_zero:
+        log.info(choice.describe())
+    return trainer
+
+
+def build_tester(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> L.Trainer:
+    """Where the reported val/test metrics are computed: in fp32, as `arttl.evaluate` computes
+    them, so results.json and evaluate agree whatever precision trained the network. DDP runs
+    keep their trainer (a second one cannot join the running process group)."""
+    if trainer.world_size > 1 or trainer.precision == "32-true":
+        return trainer
+    kwargs = {**_trainer_kwargs(cfg), "precision": "32-true"}
+    progress = cfg.callbacks.get("progress")
+    return L.Trainer(
+        **kwargs,
+        callbacks=[instantiate(progress)] if progress is not None else [],
+        logger=False,
+        enable_checkpointing=False,
+        default_root_dir=str(run_dir),
     )
 
 
@@ -136,13 +176,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     validate_config(cfg)
     plan = resume_plan(cfg, run_dir)
     if plan.finished:
-        print(f"skipping {plan.run_dir} (finished): results.json is there")
+        log.info(f"skipping {plan.run_dir} (finished): results.json is there")
         return json.loads((plan.run_dir / "results.json").read_text(encoding="utf-8"))
     if plan.run_dir != run_dir:  # continue in the earlier run's folder (checkpoints, metrics.csv)
         cfg.run_dir = str(plan.run_dir)
         run_dir = plan.run_dir
     if plan.ckpt_path is not None:
-        print(f"resuming from {plan.ckpt_path} (writing into {run_dir})")
+        log.info(f"resuming from {plan.ckpt_path} (writing into {run_dir})")
     L.seed_everything(int(cfg.seed), workers=True)
     attrs = ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
@@ -154,10 +194,19 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         check_same_classes(plan.ckpt_path, class_names)
         check_resume(plan.ckpt_path, config, store, tuple(cfg.get("resume_allow") or ()))
         run_id = read_provenance(plan.ckpt_path).get("run_id") or run_id  # the same run goes on
-    model = build_model(cfg, class_names, str(store_dir))
+    choice = precision_choice(cfg)
+    model = build_model(cfg, class_names, str(store_dir), choice)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        f"model: {cfg.backbone.name} + a {len(class_names)}-class head, mode {cfg.mode.name}: "
+        f"{total / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trainable"
+    )
     weights = None if cfg.backbone.weights is None else str(cfg.backbone.weights)
     digest = None if init_kind(weights) == INIT_NONE else weights_digest(model.backbone)
-    identity, identity_hash = run_identity(config, model.data_config, store, digest)
+    # the precision it really trains in (auto resolves per machine) is part of what was run
+    trained_as = {**config, "trainer": {**config["trainer"], "precision": choice.precision}}
+    identity, identity_hash = run_identity(trained_as, model.data_config, store, digest)
     model.provenance = {
         "run_id": run_id,
         "store": store,
@@ -187,26 +236,23 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             augment=bool(cfg.data.augment),
             gpu_decode=bool(cfg.data.get("gpu_decode", False)),
         )
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, choice)
     if plan.ckpt_path is not None and trainer.is_global_zero:
         keep_history(run_dir, plan.ckpt_path)
     with ddp_job(trainer.world_size):
         trainer.fit(model, datamodule=dm, ckpt_path=plan.ckpt_path)
         ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+        tester = build_tester(cfg, run_dir, trainer)
         # Re-validating the best checkpoint is not a new epoch: keep it out of the curves.
-        loggers, trainer.loggers = trainer.loggers, []
-        val_raw = trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
-        trainer.loggers = loggers
-        test_raw = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        loggers, tester.loggers = tester.loggers, []
+        val_raw = tester.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        tester.loggers = loggers
+        test_raw = tester.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
     best_epoch = checkpoint_epoch(best) if best else None
     stable = None
     if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
-        stable = (
-            Path(cfg.paths.checkpoint_dir)
-            / cfg.experiment
-            / f"{cfg.backbone.name}-{cfg.mode.name}.ckpt"
-        )
+        stable = stable_checkpoint_path(cfg)
         with atomic_path(stable) as tmp:
             shutil.copyfile(best, tmp)
     counts = {s: int(n) for s, n in json.loads(attrs["counts"]).items()}
@@ -224,6 +270,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "test": metric_record(test_raw, "test/"),
         "wall_seconds": round(time.time() - start, 2),
         "versions": _versions(),
+        **choice.record(),  # precision, device, channels_last, cpu_bf16 (training)
+        "eval_precision": tester.precision,  # val/test above
         "seed": int(cfg.seed),
         "checkpoint": str(stable or best or ""),
         "run_checkpoint": str(best or ""),  # this run's own copy: later runs replace `checkpoint`
@@ -237,6 +285,14 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         merge_history(run_dir)
         write_results(run_dir / "results.json", record)
     return record
+
+
+def stable_checkpoint_path(cfg: DictConfig) -> Path:
+    """``checkpoints/<name>/<backbone>-<mode>.ckpt``: the copy later experiments name (the run's
+    ``name``, so two studies never share one; see conf/train.yaml)."""
+    return (
+        Path(cfg.paths.checkpoint_dir) / str(cfg.name) / f"{cfg.backbone.name}-{cfg.mode.name}.ckpt"
+    )
 
 
 def _versions() -> dict[str, str]:

@@ -54,6 +54,8 @@ def _groups(train_yaml: dict[str, Any]) -> list[str]:
     for entry in train_yaml.get("defaults", []):
         if isinstance(entry, dict):
             key = next(iter(entry)).replace("optional ", "").replace("override ", "")
+            if key.startswith("hydra/"):  # Hydra's own groups (job_logging): not config keys
+                continue
             names.append(key.split("@")[0].strip("/"))
     return [*names, *EXTRA_GROUPS]
 
