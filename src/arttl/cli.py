@@ -54,6 +54,13 @@ NOISY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
         UserWarning,
         r"lightning\.pytorch\.utilities\.model_summary",
     ),
+    # Small collections have fewer batches per epoch than the step-logging interval; arttl's
+    # metrics (val/*, test/*, train/*_epoch) are logged per epoch, so nothing is missing.
+    (
+        r"The number of training batches \(\d+\) is smaller than the logging interval",
+        UserWarning,
+        r"lightning\.pytorch\.loops\.fit_loop",
+    ),
     # arttl tests the best checkpoint on a callback-free fp32 Trainer (training.run.build_tester):
     # it loads the weights only, on purpose. Only that Trainer lacks arttl's RNGState callback, so
     # the same warning on a resumed fit (a callback really missing) still shows.
