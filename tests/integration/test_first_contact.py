@@ -180,6 +180,7 @@ def test_export_mismatch_is_arttls_failure_exit_1(tmp_path: Path, monkeypatch, c
     from arttl.inference import exporting
 
     ckpt = tiny_checkpoint(tmp_path / "tiny.ckpt", ["a", "b", "c"])
+    capsys.readouterr()  # what training the tiny checkpoint printed is not the command's output
 
     def wrong(path: Path, fmt: str, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros(len(x), 3) + 5.0
@@ -208,8 +209,12 @@ def _compose(*overrides: str):
 
 
 def test_name_and_experiment_relate_as_conf_train_says() -> None:
-    custom = _compose("dataset=imagefolder")
-    assert (custom.name, custom.experiment) == ("imagefolder_class", "default")
+    custom = _compose("dataset=imagefolder", "dataset.root=/data/ahe64/train_val")
+    assert custom.experiment == "default"
+    # no preset: <dataset>_<challenge>__<source tag>, so two collections never share a name
+    assert custom.name.startswith("imagefolder_class__ahe64-train_val-")
+    other = _compose("dataset=imagefolder", "dataset.root=/data/egypt224/train_val")
+    assert other.name.startswith("imagefolder_class__egypt224-train_val-")
     preset = _compose("+experiment=rijks_type")
     assert (preset.name, preset.experiment) == ("rijks_type", "rijks_type")
     variant = _compose("+experiment=rijks_type", "name=rijks_type_lr")
@@ -230,15 +235,16 @@ def test_stable_checkpoints_are_named_after_the_study(tmp_path: Path) -> None:
     ]
     custom = compose_train(tmp_path, *tiny)  # dataset=demo, no preset
     record = run_training(custom, custom.run_dir)
+    assert custom.name.startswith("demo_class__demo-images-")
     assert record["checkpoint"] == str(
-        tmp_path / "checkpoints" / "demo_class" / "test_resnet-fine_tune.ckpt"
+        tmp_path / "checkpoints" / custom.name / "test_resnet-fine_tune.ckpt"
     )
     assert record["experiment"] == "default"  # no preset
     mine = compose_train(tmp_path, *tiny, "name=my_study", f"run_dir={tmp_path}/run2")
     record = run_training(mine, mine.run_dir)
     stable = tmp_path / "checkpoints" / "my_study" / "test_resnet-fine_tune.ckpt"
     assert record["checkpoint"] == str(stable) and stable.is_file()
-    assert (tmp_path / "checkpoints" / "demo_class" / "test_resnet-fine_tune.ckpt").is_file()
+    assert (tmp_path / "checkpoints" / custom.name / "test_resnet-fine_tune.ckpt").is_file()
     saved = json.loads((tmp_path / "run2" / "results.json").read_text())
     assert saved["checkpoint"] == str(stable)
 
