@@ -306,6 +306,10 @@ def test_offline_without_a_cache(tmp_path: Path, monkeypatch) -> None:
 def test_a_hub_id_that_does_not_exist(tmp_path: Path, monkeypatch) -> None:
     from datasets.exceptions import DatasetNotFoundError
 
+    # "online" (the suite runs offline, tests/conftest.py); load_dataset is replaced below, so
+    # nothing is fetched: these are the answers an online machine gets.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+
     def not_found(path, **kwargs):  # what the Hub answers for an unknown id (no network in tests)
         raise DatasetNotFoundError(
             f"Dataset '{path}' doesn't exist on the Hub or cannot be accessed."
