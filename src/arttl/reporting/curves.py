@@ -17,6 +17,9 @@ from arttl.results import INIT_IMAGENET
 LINESTYLES = {"off_the_shelf": "--", "fine_tune": "-", "partial": "-.", "gradual": ":"}
 
 
+INIT_MARKERS = {INIT_IMAGENET: "o", "arttl": "s", "none": "x"}  # θ, θ̂, from scratch
+
+
 def read_history(path: str | Path, metric: str = "val/top1") -> pd.Series:
     """``metric`` per epoch (last logged value of each epoch) from a Lightning CSVLogger file.
 
@@ -39,10 +42,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-") or "-"
 
 
-def _label(row: pd.Series, with_seed: bool) -> str:
+def _label(row: pd.Series, with_seed: bool, show_init: bool = False) -> str:
     label = f"{row['backbone_label']} / {mode_text(row['mode'])}"
     init = row["init_label"]
-    if (init_of_label(init) != INIT_IMAGENET and row["mode"] != "scratch") or init_detail(init):
+    named = init_of_label(init) != INIT_IMAGENET or show_init  # θ said where θ̂ is beside it
+    if (named and row["mode"] != "scratch") or init_detail(init):
         label += f" ({init_text(init)})"
     if with_seed:
         label += f" seed {row.get('seed')}"
@@ -54,7 +58,8 @@ def plot_learning_curves(
 ) -> tuple[list[Path], list[str]]:
     """One PNG per (dataset, challenge), one line per run; returns (files, runs without history).
 
-    Colour tells the backbone (row label), line style the mode; epochs are counted from 1 (after
+    Colour tells the backbone and initialisation (θ, θ̂, ...), marker the initialisation, line
+    style the mode; epochs are counted from 1 (after
     one pass). Datasets, backbones and inits carry the labels of ``reporting.cells``.
     """
     from arttl.reporting.tables import ensure_labels
@@ -65,9 +70,12 @@ def plot_learning_curves(
     missing: list[str] = []
     percent = not metric.endswith("loss")
     for (dataset, challenge), group in runs.groupby(["dataset_label", "challenge"], sort=True):
-        backbones = sorted(group["backbone_label"].unique())
-        colours = {b: colormaps["tab10"](i % 10) for i, b in enumerate(backbones)}
-        labels = [_label(r, False) for _, r in group.iterrows()]
+        # colour = backbone and initialisation (θ and θ̂ of one backbone must not look alike),
+        # line style = mode, marker = initialisation
+        keys = sorted(set(zip(group["backbone_label"], group["init_label"], strict=True)))
+        colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(keys)}
+        show_init = group["init_label"].map(init_of_label).nunique() > 1
+        labels = [_label(r, False, show_init) for _, r in group.iterrows()]
         repeated = {lab for lab in labels if labels.count(lab) > 1}  # seeds of one setting
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
@@ -84,10 +92,12 @@ def plot_learning_curves(
                 series.index + 1,
                 series.to_numpy() * (100 if percent else 1),
                 linestyle=LINESTYLES.get(row["mode"], (0, (1, 1))),  # other modes: dotted
-                color=colours[row["backbone_label"]],
-                marker="o" if len(series) < 30 else None,
-                markersize=3,
-                label=_label(row, _label(row, False) in repeated),
+                color=colours[(row["backbone_label"], row["init_label"])],
+                marker=INIT_MARKERS.get(init_of_label(row["init_label"]), "^")
+                if len(series) < 30
+                else None,
+                markersize=4,
+                label=_label(row, _label(row, False, show_init) in repeated, show_init),
             )
             lines += 1
         if lines == 0:
