@@ -74,7 +74,8 @@ def plot_learning_curves(
         # line style = mode, marker = initialisation
         keys = sorted(set(zip(group["backbone_label"], group["init_label"], strict=True)))
         colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(keys)}
-        show_init = group["init_label"].map(init_of_label).nunique() > 1
+        pretrained = group.loc[group["mode"] != "scratch", "init_label"].map(init_of_label)
+        show_init = pretrained.nunique() > 1  # θ beside θ̂ (or a weights file): name both
         labels = [_label(r, False, show_init) for _, r in group.iterrows()]
         repeated = {lab for lab in labels if labels.count(lab) > 1}  # seeds of one setting
         fig = Figure(figsize=(7, 4.5))
