@@ -272,5 +272,5 @@ def test_group_split_and_duplicates_from_prepare(tmp_path):
 def test_group_split_without_groups_is_a_clear_error(tmp_path):
     ds = make_imagefolder(tmp_path)  # flat <class>/<image>: no group
     settings = StoreSettings(shorter_side=None, split_by="group")
-    with pytest.raises(ConfigError, match="group_regex"):
+    with pytest.raises(ConfigError, match=r"dataset 'imagefolder' \(root .*\): .*group_regex"):
         prepare(ds, tmp_path / "store", settings=settings)

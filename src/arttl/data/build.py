@@ -343,7 +343,7 @@ def build_store(
         )
     table = table.sort_values("path", kind="stable").reset_index(drop=True)
     # Fail before decoding when even a perfect decode would leave < 2 classes.
-    _class_names(_assign(table, settings), identity, settings)
+    _class_names(_assign(table, settings, identity), identity, settings)
     with atomic_path(store_dir) as tmp:
         tmp.mkdir(parents=True)
         pool_file = tmp / "_decoded.h5"
@@ -357,7 +357,7 @@ def build_store(
         accepted = table.drop(index=list(rejected)).copy()
         accepted["row"] = accepted.index
         accepted["dup_key"] = accepted["pixel_hash"]
-        split = _assign(accepted, settings)
+        split = _assign(accepted, settings, identity)
         class_names = _class_names(split, identity, settings)
         index = {name: i for i, name in enumerate(class_names)}
         counts = {s: int((split["split"] == s).sum()) for s in SPLITS}
@@ -422,10 +422,14 @@ def build_store(
     }
 
 
-def _assign(table: pd.DataFrame, settings: StoreSettings) -> pd.DataFrame:
-    return assign_splits(
-        table, settings.fractions, settings.seed, settings.min_per_split, split_by=settings.split_by
-    )
+def _assign(table: pd.DataFrame, settings: StoreSettings, identity: dict[str, Any]) -> pd.DataFrame:
+    try:
+        return assign_splits(
+            table, settings.fractions, settings.seed, settings.min_per_split, settings.split_by
+        )
+    except ConfigError as err:  # say which collection: the split knows only its table
+        where = f"dataset {identity.get('dataset')!r} (root {identity.get('root')})"
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def prepare_dataset(
