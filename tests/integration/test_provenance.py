@@ -166,3 +166,15 @@ def test_bf16_training_reports_the_fp32_metrics_evaluate_computes(tmp_path):
     for key in ("top1", "top3", "macro_top1"):
         assert record["test"][key] == pytest.approx(ev[key], abs=1e-6), key
     assert record["test"]["loss"] == pytest.approx(ev["loss"], abs=1e-5)
+
+
+def test_a_store_whose_source_is_gone_is_used_only_when_asked(tmp_path, capsys):
+    data = real_subset(tmp_path / "raw", DEMO, ["altar", "apse", "vault"], 10)
+    first = train(tmp_path, data, run="a")
+    data.rename(tmp_path / "moved")
+    with pytest.raises(ConfigError, match=r"does not exist.*store.check_source=false"):
+        train(tmp_path, data, run="b")
+    capsys.readouterr()
+    again = train(tmp_path, data, "store.check_source=false", run="c")
+    assert "without checking its source" in capsys.readouterr().out
+    assert again["store"]["content_hash"] == first["store"]["content_hash"]
