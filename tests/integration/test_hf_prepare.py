@@ -28,6 +28,7 @@ datasets = pytest.importorskip(
 )
 
 from tests.fixtures.raw_datasets import HF_STORE_SPLIT, make_hf_dataset  # noqa: E402
+from tests.fixtures.tiny_runs import read_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 WIKIART = REPO.parent / "shared" / "data" / "wikiart224" / "train_val"
@@ -56,16 +57,6 @@ def prepare(ds, store: Path, **options):
     return prepare_dataset(
         "hf", ds.challenge, ds.root, reader, store, SETTINGS, 1, False, {**ds.options, **options}
     )
-
-
-def read_store(store: Path) -> pd.DataFrame:
-    rows = []
-    for split in SPLITS:
-        with h5py.File(split_file(store, split), "r") as f:
-            names = [n.decode() for n in f["class_names"][()]]
-            for p, y in zip(f["paths"][()], f["labels"][()], strict=True):
-                rows.append((p.decode(), names[y], split))
-    return pd.DataFrame(rows, columns=["path", "label", "split"])
 
 
 @pytest.mark.parametrize("source", sorted(IMAGES))

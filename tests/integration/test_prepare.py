@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +24,7 @@ from tests.fixtures.raw_datasets import (
     ALL_BUILDERS,
     make_imagefolder,
 )
+from tests.fixtures.tiny_runs import read_store
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SETTINGS = StoreSettings(shorter_side=None, quality=90, seed=0)
@@ -35,16 +35,6 @@ def prepare(ds, store: Path, workers: int = 1, settings: StoreSettings = SETTING
     return prepare_dataset(
         ds.source, ds.challenge, ds.root, reader, store, settings, workers, force, ds.options
     )
-
-
-def read_store(store: Path) -> pd.DataFrame:
-    rows = []
-    for split in SPLITS:
-        with h5py.File(split_file(store, split), "r") as f:
-            names = [n.decode() for n in f["class_names"][()]]
-            for p, y in zip(f["paths"][()], f["labels"][()], strict=True):
-                rows.append((p.decode(), names[y], split))
-    return pd.DataFrame(rows, columns=["path", "label", "split"])
 
 
 BUILDERS = ALL_BUILDERS  # every raw layout the fixtures can build, the CSV table included
