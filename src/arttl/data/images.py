@@ -340,7 +340,8 @@ def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:
 
 
 def decode_jpeg_bytes(data: bytes) -> Image.Image:
-    """Decode bytes written by ``encode_jpeg`` (the hot path of every DataLoader worker).
+    """Decode bytes written by ``encode_jpeg`` (a round-trip helper: the DataLoader path decodes
+    in ``H5ImageDataset.image``).
 
     No checks beyond Pillow's: the store only holds images that ``load_rgb`` accepted.
     """

@@ -117,7 +117,7 @@ def _option_names(name: str) -> list[str]:
 def attribution_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode, frozen weights and out-of-place activations for the block; all restored after.
 
-    Done in place rather than on a copy (the brief for GuidedBackprop suggested a copy) so a
+    Done in place rather than on a copy (a copy of the model is the simpler alternative) so a
     VGG19 (140 M parameters) is not duplicated per call; ``finally`` restores every flag even
     when an attribution fails. Generic over any module with a boolean ``inplace`` attribute
     (nn.ReLU, nn.SiLU, Dropout, timm's activations), so no architecture is special-cased.

@@ -26,7 +26,9 @@ HISTORY_BEFORE_RESUME = "metrics.before_resume.csv"
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's torch.save IO, but a kill mid-save leaves the previous file, not half of one.
 
-    TorchCheckpointIO overwrites the target in place; we save to a sibling and os.replace it.
+    Lightning 2.6 already saves through an fsspec transaction (a temporary file moved into
+    place on commit); this adds an fsync before the rename and arttl's cleanup of temporaries
+    left by killed writers (``atomic_path``).
     Remote paths (s3://...) keep Lightning's own transaction-based save.
     """
 
