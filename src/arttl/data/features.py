@@ -84,14 +84,16 @@ def cached_features(
     batch_size: int = 64,
     num_workers: int = 0,
     device: torch.device | None = None,
+    digest: str | None = None,
 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, bool]]:
     """Features for train/val/test from the cache, extracting (and caching) the missing splits.
 
     ``model`` is an ArtClassifier: its ``backbone``, ``normalize`` and ``data_config`` are used.
+    ``digest`` is ``weights_digest(model.backbone)`` when the caller has it already.
     Returns the features and, per split, whether it came from the cache.
     """
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    digest = weights_digest(model.backbone)
+    digest = digest or weights_digest(model.backbone)
     transform = build_transform(model.data_config, training=False)
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hits: dict[str, bool] = {}

@@ -121,7 +121,7 @@ def check_leakage(
     if leaked == 0:
         return out
     message = (
-        f"{leaked} of the {len(read_hashes(path) or [])} images of {str(path)!r} (split "
+        f"{leaked} of the {attrs.get('count')} images of {str(path)!r} (split "
         f"{split!r}) were in the checkpoint's training data ({seen.get('train', 0)} in its train "
         f"split, {seen.get('val', 0)} in its val split): this store was split differently from "
         "the one the checkpoint was trained on, so its test accuracy would be overstated."

@@ -20,6 +20,7 @@ from arttl.data.store import read_hashes, split_file
 from arttl.errors import ConfigError
 from arttl.results import flatten_identity as flatten
 from arttl.results import hash_identity, new_run_id
+from arttl.training.checkpointing import _payload
 
 __all__ = ["check_resume", "new_run_id", "read_provenance", "run_identity", "split_members"]
 
@@ -91,20 +92,19 @@ def config_differences(
 
 
 def read_provenance(ckpt: str | Path) -> dict[str, Any]:
-    payload = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
-    return dict(payload.get(PROVENANCE_KEY) or {})
+    return dict(_payload(ckpt).get(PROVENANCE_KEY) or {})
 
 
 def check_resume(
     ckpt: str | Path,
+    saved: Mapping[str, Any],
     config: Mapping[str, Any],
     store: Mapping[str, Any],
     allow: tuple[str, ...] = (),
 ) -> None:
     """A run continues only with what it started with: same data, preprocessing, model, optimiser,
     batch size. Only extensions (more epochs, patience), observers (loggers) and the keys the user
-    vouches for (``resume_allow``) may change."""
-    saved = read_provenance(ckpt)
+    vouches for (``resume_allow``) may change. ``saved`` is ``read_provenance(ckpt)``."""
     if not saved.get("run_config"):
         print(
             f"warning: {ckpt} was written by an older arttl without its run config; "

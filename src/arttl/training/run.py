@@ -184,7 +184,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if plan.ckpt_path is not None:
         log.info(f"resuming from {plan.ckpt_path} (writing into {run_dir})")
     L.seed_everything(int(cfg.seed), workers=True)
-    attrs = ensure_store(cfg)
+    ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
     store = store_provenance(store_dir)
     config = resolved(cfg)
@@ -192,8 +192,9 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_id = new_run_id()
     if plan.ckpt_path is not None:
         check_same_classes(plan.ckpt_path, class_names)
-        check_resume(plan.ckpt_path, config, store, tuple(cfg.get("resume_allow") or ()))
-        run_id = read_provenance(plan.ckpt_path).get("run_id") or run_id  # the same run goes on
+        saved = read_provenance(plan.ckpt_path)
+        check_resume(plan.ckpt_path, saved, config, store, tuple(cfg.get("resume_allow") or ()))
+        run_id = saved.get("run_id") or run_id  # the same run goes on
     choice = precision_choice(cfg)
     model = build_model(cfg, class_names, str(store_dir), choice)
     total = sum(p.numel() for p in model.parameters())
@@ -203,10 +204,11 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         f"{total / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trainable"
     )
     weights = None if cfg.backbone.weights is None else str(cfg.backbone.weights)
-    digest = None if init_kind(weights) == INIT_NONE else weights_digest(model.backbone)
+    digest = weights_digest(model.backbone)  # the feature cache's key too
+    weights_id = None if init_kind(weights) == INIT_NONE else digest  # random init varies by seed
     # the precision it really trains in (auto resolves per machine) is part of what was run
     trained_as = {**config, "trainer": {**config["trainer"], "precision": choice.precision}}
-    identity, identity_hash = run_identity(trained_as, model.data_config, store, digest)
+    identity, identity_hash = run_identity(trained_as, model.data_config, store, weights_id)
     model.provenance = {
         "run_id": run_id,
         "store": store,
@@ -222,6 +224,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             cfg.paths.cache_dir,
             batch_size=max(64, int(cfg.data.batch_size)),
             num_workers=int(cfg.data.num_workers),
+            digest=digest,
         )
         dm = FeatureDataModule(features, int(cfg.data.feature_batch_size or cfg.data.batch_size))
     else:
@@ -255,7 +258,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         stable = stable_checkpoint_path(cfg)
         with atomic_path(stable) as tmp:
             shutil.copyfile(best, tmp)
-    counts = {s: int(n) for s, n in json.loads(attrs["counts"]).items()}
+    counts = {s: int(n) for s, n in store["counts"].items()}
     record = {
         "experiment": cfg.experiment,
         "dataset": cfg.dataset.name,
