@@ -51,17 +51,17 @@ def _env() -> dict[str, str]:
     return {**env, "HF_HUB_OFFLINE": "1"}
 
 
+def _run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
+    """A command as a user runs it: its own process, offline, output captured."""
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_env()
+    )
+
+
 def test_demo_is_quiet_and_ends_with_where_it_wrote(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "arttl.train", "+experiment=demo", "trainer.max_epochs=1"]
     command += ["backbone=test_resnet", "data.num_workers=0", f"paths.root_dir={tmp_path}"]
-    done = subprocess.run(
-        [*command, f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=_env(),
-    )
+    done = _run([*command, f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for noise in NOISE:
         assert noise not in done.stderr, f"{noise!r} on stderr:\n{done.stderr[-3000:]}"
@@ -113,14 +113,7 @@ def test_group_typo_exits_2_in_every_command(
 def test_user_errors_exit_2_and_leave_no_run_folder(
     args: list[str], message: str, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(),
-    )
+    done = _run([sys.executable, "-m", *args], tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
@@ -135,16 +128,14 @@ def test_experiment_without_plus_points_to_name() -> None:
     check_group_choices(["+experiment=demo", "name=my_study"])
 
 
-def test_importing_arttl_keeps_the_matplotlib_backend() -> None:
+def test_importing_arttl_keeps_the_matplotlib_backend(tmp_path: Path) -> None:
     code = (
         "import matplotlib; matplotlib.use('svg')\n"
         "import arttl.train, arttl.evaluate, arttl.report, arttl.saliency, arttl.predict\n"
         "import arttl.inference.evaluation, arttl.reporting.curves, arttl.explain.figure\n"
         "print(matplotlib.get_backend())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env()
-    )
+    done = _run([sys.executable, "-c", code], tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "svg"
 
