@@ -49,7 +49,8 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
     if duplicates is not None and len(duplicates):
         clusters = duplicates["cluster"].nunique()
         console.print(
-            f"{len(duplicates)} images are exact duplicates ({clusters} sets of identical "
+            f"{len(duplicates)} images are exact duplicates ({clusters} "
+            f"{'set' if clusters == 1 else 'sets'} of identical "
             f"pixels); each set is kept in one split — see {summary['store']}/duplicates.csv"
         )
     else:
