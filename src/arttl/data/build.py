@@ -23,7 +23,7 @@ from arttl.data.split import assign_splits
 from arttl.data.store import (
     IMAGE_FORMATS,
     SPLITS,
-    is_complete,
+    incomplete_splits,
     read_attrs,
     split_file,
     write_split,
@@ -76,10 +76,9 @@ def config_hash(identity: Any) -> str:
 
 
 def store_is_current(store_dir: Path, digest: str) -> bool:
-    files = [split_file(store_dir, s) for s in SPLITS]
-    if not all(f.is_file() and is_complete(f) for f in files):
+    if incomplete_splits(store_dir):
         return False
-    return all(read_attrs(f).get("config_hash") == digest for f in files)
+    return all(read_attrs(split_file(store_dir, s)).get("config_hash") == digest for s in SPLITS)
 
 
 def source_manifest(table: pd.DataFrame) -> pd.DataFrame:
@@ -239,10 +238,9 @@ def settings_hash(identity: dict[str, Any], settings: StoreSettings) -> str:
 
 def _existing(store_dir: Path) -> dict[str, Any] | None:
     """The train file's attributes of a complete store in ``store_dir`` (None: no usable store)."""
-    files = [split_file(store_dir, s) for s in SPLITS]
-    if not all(f.is_file() and is_complete(f) for f in files):
+    if incomplete_splits(store_dir):
         return None
-    return read_attrs(files[0])
+    return read_attrs(split_file(store_dir, "train"))
 
 
 def _source_of(attrs: dict[str, Any]) -> dict[str, Any] | None:

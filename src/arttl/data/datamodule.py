@@ -10,7 +10,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from arttl.data.store import SPLITS, H5ImageDataset, is_complete, read_attrs, split_file
+from arttl.data.store import (
+    SPLITS,
+    H5ImageDataset,
+    incomplete_splits,
+    read_attrs,
+    split_file,
+)
 from arttl.data.transforms import GpuDecode, build_transform, collate_encoded
 from arttl.errors import ConfigError
 
@@ -18,14 +24,13 @@ from arttl.errors import ConfigError
 def check_store(store_dir: str | Path, challenge: str | None = None) -> dict[str, Any]:
     """Refuse a missing, interrupted or other-challenge store with the command that fixes it."""
     store_dir = Path(store_dir)
-    for split in SPLITS:
-        f = split_file(store_dir, split)
-        if not f.is_file() or not is_complete(f):
-            raise ConfigError(
-                f"store.dir={str(store_dir)!r} has no complete {split}.h5; build it with "
-                "`python -m arttl.prepare dataset=<name> dataset.root=<dir>` (train does this "
-                "itself when the store is missing)."
-            )
+    missing = incomplete_splits(store_dir)
+    if missing:
+        raise ConfigError(
+            f"store.dir={str(store_dir)!r} has no complete {missing[0]}.h5; build it with "
+            "`python -m arttl.prepare dataset=<name> dataset.root=<dir>` (train does this "
+            "itself when the store is missing)."
+        )
     attrs = read_attrs(split_file(store_dir, "train"))
     if challenge is not None and attrs.get("challenge") != challenge:
         raise ConfigError(

@@ -91,8 +91,14 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 def is_complete(path: str | Path) -> bool:
     try:
         return bool(read_attrs(path).get("complete", False))
-    except OSError:
+    except OSError:  # missing or unreadable
         return False
+
+
+def incomplete_splits(store_dir: str | Path) -> list[str]:
+    """The splits of ``store_dir`` without a complete file (missing or interrupted); an empty
+    list means the store can be used."""
+    return [s for s in SPLITS if not is_complete(split_file(store_dir, s))]
 
 
 def read_hashes(path: str | Path, name: str = "source_hashes") -> list[str] | None:

@@ -397,10 +397,10 @@ def _check_weights(c: dict[str, Any]) -> None:
 
 
 def _check_store_or_root(c: dict[str, Any]) -> None:
-    from arttl.data.store import SPLITS, is_complete, split_file
+    from arttl.data.store import incomplete_splits
 
     store = Path(str(c["store"]["dir"]))
-    if all(split_file(store, s).is_file() and is_complete(split_file(store, s)) for s in SPLITS):
+    if not incomplete_splits(store):
         return
     ds = c["dataset"]
     root = ds.get("root")
