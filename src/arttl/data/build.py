@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import arttl
 from arttl.atomic import atomic_path
 from arttl.data.images import ImageRejected, encode_jpeg, load_rgb
-from arttl.data.split import assign_splits
+from arttl.data.split import assign_splits, cap_per_class
 from arttl.data.store import (
     IMAGE_FORMATS,
     SPLITS,
@@ -44,12 +44,18 @@ class StoreSettings:
     )
     format: str = "jpeg"  # "raw": square uint8 arrays of side shorter_side, no decode at load
     split_by: str = "label"  # "group": every group (artist, ...) in one split; see data.split
+    max_per_class: int | None = None  # keep at most this many images per class (seeded), or all
 
     def __post_init__(self) -> None:
         if self.format not in IMAGE_FORMATS:
             raise choice_error("store.format", self.format, IMAGE_FORMATS)
         if self.split_by not in SPLIT_BY:
             raise choice_error("store.split_by", self.split_by, SPLIT_BY)
+        if self.max_per_class is not None and self.max_per_class < 3:
+            raise ConfigError(
+                f"store.max_per_class={self.max_per_class!r} leaves too few images per class for "
+                "train, val and test; use null (every image) or an integer >= 3."
+            )
         if self.format == "raw" and not self.shorter_side:
             raise ConfigError(
                 "store.format=raw stores fixed-size arrays and needs store.shorter_side "
@@ -230,10 +236,19 @@ def _class_names(
     return class_names
 
 
+def settings_dict(settings: StoreSettings) -> dict[str, Any]:
+    """The settings as hashed and recorded; an unset max_per_class is left out, so stores made
+    before it existed stay current."""
+    out = dict(settings.__dict__)
+    if out.get("max_per_class") is None:
+        out.pop("max_per_class", None)
+    return out
+
+
 def settings_hash(identity: dict[str, Any], settings: StoreSettings) -> str:
     """Hash of the source's identity and the store settings, without the files' fingerprint."""
     source = {k: identity.get(k) for k in SOURCE_KEYS}
-    return config_hash({"source": source, "settings": settings.__dict__})
+    return config_hash({"source": source, "settings": settings_dict(settings)})
 
 
 def _existing(store_dir: Path) -> dict[str, Any] | None:
@@ -261,7 +276,7 @@ def _rebuild_reason(
         before = (
             json.loads(old.get("settings", "{}")) if isinstance(old.get("settings"), str) else {}
         )
-        now = json.loads(json.dumps(settings.__dict__, default=list))
+        now = json.loads(json.dumps(settings_dict(settings), default=list))
         diffs = [
             f"store.{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v
         ]
@@ -295,7 +310,7 @@ def _check_same_source(store_dir: Path, old: dict[str, Any], source: dict[str, A
 def _content_hash(split: pd.DataFrame, class_names: list[str], settings: StoreSettings) -> str:
     """Identity of what a model sees: stored pixels, labels and split of every image."""
     rows = split[["split", "label", "pixel_hash"]].astype(str).to_numpy().tolist()
-    return config_hash({"rows": rows, "classes": class_names, "settings": settings.__dict__})
+    return config_hash({"rows": rows, "classes": class_names, "settings": settings_dict(settings)})
 
 
 def _duplicates(split: pd.DataFrame) -> pd.DataFrame:
@@ -339,7 +354,7 @@ def build_store(
         raise ConfigError(
             f"dataset.root={identity.get('root')!r}: no images were found to prepare."
         )
-    table = table.sort_values("path", kind="stable").reset_index(drop=True)
+    table = cap_per_class(table, settings.max_per_class, settings.seed)
     # Fail before decoding when even a perfect decode would leave < 2 classes.
     _class_names(_assign(table, settings, identity), identity, settings)
     with atomic_path(store_dir) as tmp:
@@ -367,12 +382,13 @@ def build_store(
             "root": str(identity.get("root")),
             "seed": settings.seed,
             "split_by": settings.split_by,
+            "max_per_class": settings.max_per_class or 0,
             "shorter_side": settings.shorter_side or 0,
             "jpeg_quality": settings.quality,
             "image_format": settings.format,
             "config_hash": digest,
             "settings_hash": settings_digest,
-            "settings": json.dumps(settings.__dict__, default=list),
+            "settings": json.dumps(settings_dict(settings), default=list),
             "source_identity": json.dumps(source, sort_keys=True, default=str),
             "source_fingerprint": source_fp,
             "content_hash": content,
@@ -416,6 +432,7 @@ def build_store(
         "dropped_classes": split.attrs.get("dropped_classes", []),
         "duplicates": duplicates,
         "split_by": settings.split_by,
+        "capped_rows": table.attrs.get("capped_rows", 0),
         "split_attrs": {k: v for k, v in split.attrs.items() if k != "dropped_classes"},
     }
 

@@ -21,6 +21,7 @@ def store_settings(cfg: DictConfig) -> StoreSettings:
         seed=int(s.get("seed", 42)),
         format=str(s.get("format", "jpeg")),
         split_by=str(s.get("split_by", "label")),
+        max_per_class=None if s.get("max_per_class") is None else int(s.max_per_class),
     )
 
 

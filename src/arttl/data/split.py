@@ -158,6 +158,26 @@ def _by_label(
     return out
 
 
+def cap_per_class(table: pd.DataFrame, max_per_class: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_per_class`` rows per label, sorted by path; None keeps every row.
+
+    Which rows stay is a seeded hash of each path, so adding images to a class swaps few of the
+    chosen ones, and the same seed and files always give the same subset.
+    ``result.attrs["capped_rows"]``: rows left out.
+    """
+    df = table.sort_values("path", kind="stable").reset_index(drop=True)
+    if max_per_class is None:
+        df.attrs["capped_rows"] = 0
+        return df
+    rank = df["path"].map(
+        lambda p: hashlib.sha256(f"{seed}:cap:{p}".encode()).hexdigest()
+    )  # fmt: skip
+    keep = rank.groupby(df["label"]).rank(method="first") <= max_per_class
+    out = df[keep].reset_index(drop=True)
+    out.attrs = {**table.attrs, "capped_rows": int((~keep).sum())}
+    return out
+
+
 def _unit_key(seed: int, path: str) -> int:
     # A unit's tie-break rank, keyed by its first path: adding a group never reorders the others.
     return int.from_bytes(hashlib.sha256(f"{seed}:group:{path}".encode()).digest()[:8], "little")

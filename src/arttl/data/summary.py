@@ -55,6 +55,11 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
         )
     else:
         console.print("0 duplicate images")
+    if summary.get("capped_rows"):
+        console.print(
+            f"{summary['capped_rows']} image(s) left out by store.max_per_class "
+            "(a seeded subset of each larger class)"
+        )
     extra = summary.get("split_attrs") or {}
     if summary.get("split_by") == "group":
         console.print(

@@ -244,6 +244,12 @@ RANGES: tuple[Check, ...] = (
         "group keeps each artist/group in one split",
     ),
     (
+        "store.max_per_class",
+        lambda v: v is None or (_is_int(v) and v >= 3),
+        "null or an integer >= 3",
+        "null keeps every image; e.g. 100 for a budgeted study",
+    ),
+    (
         "store.fractions",
         lambda v: _fractions(v),
         "three numbers >= 0 that sum to 1",

@@ -35,6 +35,8 @@ def read_csv_table(
     split_column: str | None = None,
     sep: str = ",",
     drop: Iterable[str] = (),
+    path_format: str | None = None,
+    query: str | None = None,
 ) -> pd.DataFrame:
     """Read a table with one image per row; relative paths are resolved against ``root``.
 
@@ -42,6 +44,9 @@ def read_csv_table(
     None (so one table with columns ``style`` and ``genre`` serves two challenges).
     ``group_column`` / ``split_column`` are optional (split values: train, val, test or
     empty). Rows whose file is missing are left out and counted in ``df.attrs["missing"]``.
+    ``path_format`` builds each path from the row instead of ``path_column`` (a museum export
+    with an ID column: ``"images/{Classification}/{ID}.jpg"``); ``query`` keeps the rows a
+    pandas query selects (``"Source == 'Met Museum'"``: one museum's objects).
     """
     root = require_dir(root)
     table = resolve_under(root, csv_path, "csv_path", kind="file")
@@ -55,8 +60,12 @@ def read_csv_table(
                 hint=f"the challenge names a label column of csv_path={str(table)!r}",
             )  # fmt: skip
         label_column = challenge
+    if query:
+        df = _select(df, query, table)
+    if path_format:
+        df = df.assign(**{path_column: _format_paths(df, path_format, table)})
     for key, col in (
-        ("path_column", path_column),
+        ("path_column", None if path_format else path_column),
         ("label_column", label_column),
         ("group_column", group_column),
         ("split_column", split_column),
@@ -109,3 +118,30 @@ def read_csv_table(
     return make_table(
         paths, labels, groups, splits, attrs={"missing": counts["missing"], "counts": counts}
     )
+
+
+def _select(df: pd.DataFrame, query: str, table: os.PathLike[str]) -> pd.DataFrame:
+    try:
+        out = df.query(query, engine="python")
+    except Exception as err:  # pandas raises many kinds: name, syntax, type errors
+        raise ConfigError(
+            f"dataset.reader.query={query!r} cannot be evaluated on csv_path={str(table)!r}: "
+            f"{type(err).__name__}: {err}. Columns: {list(df.columns)}; quote values, e.g. "
+            "\"Source == 'Met Museum'\"; back-quote names with spaces: `Object Type` == 'vase'."
+        ) from None
+    if out.empty:
+        raise ConfigError(
+            f"dataset.reader.query={query!r} selects none of the {len(df)} rows of "
+            f"csv_path={str(table)!r}."
+        )
+    return out
+
+
+def _format_paths(df: pd.DataFrame, path_format: str, table: os.PathLike[str]) -> list[str]:
+    try:
+        return [path_format.format(**row) for row in df.to_dict("records")]
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(
+            f"dataset.reader.path_format={path_format!r} names {err} which is not a column of "
+            f"csv_path={str(table)!r}; columns: {list(df.columns)}."
+        ) from None
