@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full demo lint format bench clean
+.PHONY: help install test test-full demo reproduce lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,12 +19,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install arttl with dev extras
 
 lint: $(STAMP) ## ruff check + format check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/ruff format --check src tests bench docs
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench docs
+	$(BIN)/ruff format src tests bench docs
 
 test: $(STAMP) lint ## lint + fast test suite (what CI runs)
 	$(BIN)/pytest -m "not slow and not gpu" -q
@@ -49,6 +49,11 @@ demo: $(STAMP) ## the paper's chain in miniature on embedded real art: θ̂ from
 	@echo "== 5/5 where θ and θ̂ look on three paintings"
 	$(BIN)/python -m arttl.saliency images=$(DEMO_SALIENCY) models=[imagenet,checkpoints/demo_paintings/tf_efficientnet_lite0-fine_tune.ckpt] backbone=tf_efficientnet_lite0 out_dir=$(DEMO_OUT)/saliency
 	@echo "tables: $(DEMO_OUT)/report/report.md · saliency: $(DEMO_OUT)/saliency/saliency_visual_backprop.png"
+
+DATA   ?= ../shared/data
+BUDGET ?= cpu
+reproduce: $(STAMP) ## docs/results.md's real-art study from ../shared/data (DATA=...; ~1.5 h on 2 cores; resumable; BUDGET=gpu: full scale)
+	PY=$(BIN)/python DATA=$(DATA) BUDGET=$(BUDGET) bash docs/reproduce.sh
 
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/run_all.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import subprocess
@@ -126,6 +127,21 @@ def test_worker_count_does_not_change_the_store(tmp_path):
         one = split_file(tmp_path / "one", split).read_bytes()
         two = split_file(tmp_path / "two", split).read_bytes()
         assert one == two
+
+
+def test_max_per_class_prepares_a_seeded_subset_and_a_change_rebuilds(tmp_path):
+    ds = make_imagefolder(tmp_path, n_per_class=12)
+    store = tmp_path / "store"
+    capped = StoreSettings(shorter_side=None, seed=0, max_per_class=8, fractions=(0.5, 0.25, 0.25))
+    summary = prepare(ds, store, settings=capped)
+    assert summary["capped_rows"] == 3 * 4 and sum(summary["counts"].values()) == 3 * 8
+    stored = pd.read_csv(store / "splits.csv")
+    assert stored["label"].value_counts().to_dict() == {c: 8 for c in ds.classes}
+    assert json.loads(read_attrs(split_file(store, "train"))["settings"])["max_per_class"] == 8
+    assert prepare(ds, store, settings=capped)["reused"] is True
+    rebuilt = prepare(ds, store, settings=SETTINGS)
+    assert rebuilt["reused"] is False and "max_per_class" in rebuilt["rebuilt_because"]
+    assert sum(rebuilt["counts"].values()) == 3 * 12
 
 
 def test_rerun_reuses_and_force_rebuilds(tmp_path):

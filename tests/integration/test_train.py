@@ -20,6 +20,7 @@ from arttl.training.run import build_model, run_training
 from tests.fixtures.raw_datasets import (
     make_antwerp,
     make_imagefolder,
+    make_museum_metadata,
     make_pandora,
     make_rijks_csv,
     make_wikiart_lists,
@@ -79,6 +80,13 @@ EXPERIMENTS = {
     "demo_paintings": None,
     "demo_objects": None,
     "demo_objects_from_paintings": None,
+    "study_wikiart": lambda t: make_imagefolder(t),
+    "study_ahe": lambda t: make_imagefolder(t),
+    "study_ahe_from_wikiart": lambda t: make_imagefolder(t),
+    "study_met": lambda t: make_museum_metadata(t),
+    "study_objects": lambda t: make_museum_metadata(t),
+    "study_objects_from_wikiart": lambda t: make_museum_metadata(t),
+    "study_objects_from_met": lambda t: make_museum_metadata(t),
 }
 
 
@@ -101,6 +109,8 @@ def test_every_experiment_fast_dev_run(tmp_path, experiment):
         overrides.append("source_experiment=rijks_type")
     if experiment == "demo_objects_from_paintings":
         _transfer_ckpt(tmp_path, num_classes=7, source="demo_paintings")
+    if experiment.startswith("study_") and "_from_" in experiment:
+        _transfer_ckpt(tmp_path, num_classes=7, source="study_" + experiment.split("_from_")[1])
     cfg = compose_train(tmp_path, *overrides)
     if experiment.startswith("demo"):
         demo = {"demo": "images", "demo_paintings": "paintings"}.get(experiment, "objects")
@@ -109,6 +119,13 @@ def test_every_experiment_fast_dev_run(tmp_path, experiment):
     assert record["experiment"] == experiment
     assert record["challenge"] == cfg.dataset.challenge
     assert record["val"]["loss"] is not None
+    if experiment.startswith("study_"):  # the study's CPU budget and its own store
+        assert cfg.backbone.image_size == 128 and cfg.store.max_per_class
+        assert Path(cfg.store.dir).name == experiment.split("_from_")[0]
+    if experiment in ("study_met", "study_objects"):  # one museum / the others
+        museums = set(pd.read_csv(Path(cfg.store.dir) / "splits.csv")["path"].map(
+            lambda p: Path(p).name[:3]))  # fmt: skip
+        assert museums == ({"MET"} if experiment == "study_met" else {"CLE"})
 
 
 def _hydra_value(value) -> str:

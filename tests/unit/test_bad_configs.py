@@ -45,6 +45,10 @@ BAD = {
         ["store.fractions=[0.5,0.5,0.5]"],
         r"store\.fractions=\[0\.5, 0\.5, 0\.5\] must be three",
     ),
+    "max_per_class": (
+        ["store.max_per_class=2"],
+        r"store\.max_per_class=2 must be null or an integer >= 3",
+    ),
     "scale": (["data.scale=[0.9,0.1]"], r"data\.scale=\[0\.9, 0\.1\] must be two numbers"),
     "partial fraction 0": (
         ["mode=partial", "mode.partial_fraction=0"],

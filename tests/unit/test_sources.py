@@ -30,6 +30,7 @@ from tests.fixtures.raw_datasets import (
     make_antwerp,
     make_csv_table,
     make_imagefolder,
+    make_museum_metadata,
     make_pandora,
     make_rijks_csv,
     make_rijks_release,
@@ -645,3 +646,27 @@ def test_csv_table_group_column_gives_groups_and_empty_cells_none(tmp_path: Path
         read_csv_table(root, group_column="artist")
     msg = str(err.value)
     assert "group_column='artist'" in msg and "['path', 'label', 'maker']" in msg
+
+
+def test_csv_table_path_format_builds_paths_from_id_columns(tmp_path: Path) -> None:
+    ds = make_museum_metadata(tmp_path)
+    df = read_csv_table(ds.root, **{k: v for k, v in ds.options.items()})
+    assert_table(df)
+    assert Counter(df["label"]) == ds.counts
+    assert df.attrs["missing"] == ds.info["missing"]  # GONE_1 has no image
+    assert all(Path(p).parent.name == lbl for p, lbl in zip(df["path"], df["label"], strict=True))
+    with pytest.raises(ConfigError, match=r"path_format=.*'Accession'.*columns: \['ID'"):
+        read_csv_table(ds.root, **{**ds.options, "path_format": "x/{Accession}.jpg"})
+
+
+def test_csv_table_query_selects_one_museum(tmp_path: Path) -> None:
+    ds = make_museum_metadata(tmp_path)
+    for museum, n in ds.info["per_museum"].items():
+        df = read_csv_table(ds.root, **ds.options, query=f"Source == '{museum}'")
+        assert len(df) == n and all("/" + museum[:3].upper() in p for p in df["path"])
+    others = read_csv_table(ds.root, **ds.options, query="Source != 'Met Museum'")
+    assert len(others) == ds.info["per_museum"]["Cleveland Museum of Art"]
+    with pytest.raises(ConfigError, match=r"selects none of the 61 rows"):
+        read_csv_table(ds.root, **ds.options, query="Source == 'Louvre'")
+    with pytest.raises(ConfigError, match=r"query=.*cannot be evaluated.*Columns: \['ID'"):
+        read_csv_table(ds.root, **ds.options, query="Museum == 'Met'")

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arttl.data.split import assign_splits
+from arttl.data.build import StoreSettings, settings_dict
+from arttl.data.split import assign_splits, cap_per_class
 from arttl.errors import ConfigError
 
 
@@ -263,3 +264,29 @@ def test_group_split_carves_test_from_given_train_by_whole_groups() -> None:
     assert out.attrs["groups_across_given_splits"] == 0
     leaky = base.assign(split=np.where(base.index % 9 == 0, "val", "train"))
     assert assign_splits(leaky, split_by="group").attrs["groups_across_given_splits"] > 0
+
+
+def test_cap_per_class_keeps_a_seeded_subset_of_the_larger_classes():
+    base = table({"a": 50, "b": 20, "small": 5})
+    capped = cap_per_class(base, 10, seed=1)
+    assert capped["label"].value_counts().to_dict() == {"a": 10, "b": 10, "small": 5}
+    assert capped.attrs["capped_rows"] == 50
+    assert set(capped["path"]) <= set(base["path"]) and capped["path"].is_monotonic_increasing
+    shuffled = cap_per_class(base.sample(frac=1, random_state=4), 10, seed=1)
+    pd.testing.assert_frame_equal(capped, shuffled)  # rows' order does not matter
+    assert set(cap_per_class(base, 10, seed=2)["path"]) != set(capped["path"])
+    grown = pd.concat([base, pd.DataFrame({"path": ["/img/a/new.jpg"], "label": ["a"]})])
+    kept_a = set(capped.loc[capped["label"] == "a", "path"])
+    now_a = set(cap_per_class(grown, 10, seed=1).query("label == 'a'")["path"])
+    assert len(kept_a - now_a) <= 1  # one more image swaps at most one of the chosen
+    everything = cap_per_class(base, None, seed=1)
+    assert len(everything) == len(base) and everything.attrs["capped_rows"] == 0
+
+
+def test_max_per_class_is_checked_and_unset_keeps_old_store_hashes():
+    with pytest.raises(ConfigError, match=r"store.max_per_class=2 .*integer >= 3"):
+        StoreSettings(max_per_class=2)
+    assert "max_per_class" not in settings_dict(
+        StoreSettings()
+    )  # stores made before it stay current
+    assert settings_dict(StoreSettings(max_per_class=40))["max_per_class"] == 40

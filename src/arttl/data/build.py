@@ -278,7 +278,9 @@ def _rebuild_reason(
         )
         now = json.loads(json.dumps(settings_dict(settings), default=list))
         diffs = [
-            f"store.{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v
+            f"store.{k}: {before.get(k)!r} -> {now.get(k)!r}"
+            for k in dict.fromkeys([*before, *now])  # a key either side may lack (unset = None)
+            if before.get(k) != now.get(k)
         ]
         if _source_of(old) != source:
             diffs.append("reader options changed")
