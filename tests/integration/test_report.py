@@ -72,32 +72,49 @@ def test_report_writes_tables_csv_markdown_latex_and_curves(sweep: Path, tmp_pat
     assert not list(out.glob(".*tmp*"))  # no temporary file left behind
 
 
-def test_learning_curves_have_one_line_per_run_with_its_history(
+def test_learning_curves_have_a_panel_per_mode_and_a_seed_mean_per_init(
     sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import matplotlib.axes
 
-    plotted: list[tuple[str, list[float]]] = []
-    real_plot = matplotlib.axes.Axes.plot
+    plotted: list[tuple[matplotlib.axes.Axes, str, list[float]]] = []
+    bands: list[tuple[list[float], list[float]]] = []
+    real_plot, real_fill = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.fill_between
 
     def spy(self, x, y, **kwargs):
-        plotted.append((kwargs["label"], list(np.round(y, 4))))
+        plotted.append((self, kwargs["label"], list(np.round(y, 4))))
         return real_plot(self, x, y, **kwargs)
 
+    def spy_fill(self, x, low, high, **kwargs):
+        bands.append((list(np.round(low, 4)), list(np.round(high, 4))))
+        return real_fill(self, x, low, high, **kwargs)
+
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between", spy_fill)
     report = make_report([sweep / "rijksmuseum_type"], out_dir=tmp_path, curves=True)
     assert [p.name for p in report.files if p.suffix == ".png"] == ["curves_rijksmuseum_type.png"]
-    labels = [label for label, _ in plotted]
-    assert labels == [
-        "resnet50 / Off-the-shelf",
-        "resnet50 / Partial fine-tuning",
-        "vgg19 / Fine-tuning seed 1",
-        "vgg19 / Fine-tuning seed 2",
-        "vgg19 / Off-the-shelf",
-        "vgg19 / From scratch",
+    lines = {(ax.get_title(), label): y for ax, label, y in plotted}
+    assert sorted(lines) == [
+        ("Fine-tuning", "vgg19 · θ (ImageNet)"),
+        ("From scratch", "vgg19 · from scratch (random init)"),
+        ("Off-the-shelf", "resnet50 · θ (ImageNet)"),
+        ("Off-the-shelf", "vgg19 · θ (ImageNet)"),
+        ("Partial fine-tuning", "resnet50 · θ (ImageNet)"),
     ]
     # val top-1 per epoch in %, as written to metrics.csv (0.5, 0.8, 1.0 of the test top-1)
-    assert dict(plotted)["resnet50 / Partial fine-tuning"] == [25.0, 40.0, 50.0]
+    assert lines[("Partial fine-tuning", "resnet50 · θ (ImageNet)")] == [25.0, 40.0, 50.0]
+    runs = report.runs.query("mode == 'fine_tune'")
+    seeds = [[100 * f * t for f in (0.5, 0.8, 1.0)] for t in runs["test_top1"]]
+    assert len(seeds) == 2  # two seeds: their mean is the line, their min-max the one band
+    assert lines[("Fine-tuning", "vgg19 · θ (ImageNet)")] == pytest.approx(
+        np.mean(seeds, axis=0), abs=1e-3
+    )
+    assert bands == [
+        (
+            pytest.approx(np.min(seeds, axis=0), abs=1e-3),
+            pytest.approx(np.max(seeds, axis=0), abs=1e-3),
+        )
+    ]
     with Image.open(report.files[-2]) as img:
         assert img.format == "PNG" and img.width > 400
 

@@ -11,12 +11,10 @@ from matplotlib.figure import Figure  # not pyplot: no global state, the caller'
 from matplotlib.ticker import MaxNLocator
 
 from arttl.atomic import atomic_path
-from arttl.reporting.cells import init_detail, init_of_label, init_text, mode_text
+from arttl.reporting.cells import init_of_label, init_text, mode_text
 from arttl.results import INIT_IMAGENET
 
-LINESTYLES = {"off_the_shelf": "--", "fine_tune": "-", "partial": "-.", "gradual": ":"}
-
-
+MODE_ORDER = ("off_the_shelf", "fine_tune", "partial", "gradual", "scratch")
 INIT_MARKERS = {INIT_IMAGENET: "o", "arttl": "s", "none": "x"}  # θ, θ̂, from scratch
 
 
@@ -42,25 +40,29 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-") or "-"
 
 
-def _label(row: pd.Series, with_seed: bool, show_init: bool = False) -> str:
-    label = f"{row['backbone_label']} / {mode_text(row['mode'])}"
-    init = row["init_label"]
-    named = init_of_label(init) != INIT_IMAGENET or show_init  # θ said where θ̂ is beside it
-    if (named and row["mode"] != "scratch") or init_detail(init):
-        label += f" ({init_text(init)})"
-    if with_seed:
-        label += f" seed {row.get('seed')}"
-    return label
+def _line_label(backbone: str, init: str, several_backbones: bool) -> str:
+    kind = init_of_label(init)
+    who = {INIT_IMAGENET: "θ (ImageNet)", "none": "from scratch (random init)"}.get(kind)
+    return (f"{backbone} · " if several_backbones else "") + (who or init_text(init))
+
+
+def _seed_band(histories: list[pd.Series]) -> pd.DataFrame:
+    """Mean, min and max per epoch over the runs that reached it (runs stop at different epochs)."""
+    table = pd.concat(histories, axis=1)
+    return pd.DataFrame(
+        {"mean": table.mean(axis=1), "min": table.min(axis=1), "max": table.max(axis=1)}
+    )
 
 
 def plot_learning_curves(
     runs: pd.DataFrame, out_dir: str | Path, metric: str = "val/top1"
 ) -> tuple[list[Path], list[str]]:
-    """One PNG per (dataset, challenge), one line per run; returns (files, runs without history).
+    """One PNG per (dataset, challenge); returns (files, runs without history).
 
-    Colour tells the backbone and initialisation (θ, θ̂, ...), marker the initialisation, line
-    style the mode; epochs are counted from 1 (after
-    one pass). Datasets, backbones and inits carry the labels of ``reporting.cells``.
+    One panel per mode (shared y axis, so modes compare at a glance); in each, one line per
+    backbone and initialisation (θ, θ̂, random): the mean over its seeds per epoch, the band
+    their min–max, so a reader sees the spread without counting lines. Epochs are counted from
+    1 (after one pass); labels come from ``reporting.cells``.
     """
     from arttl.reporting.tables import ensure_labels
 
@@ -69,49 +71,71 @@ def plot_learning_curves(
     written: list[Path] = []
     missing: list[str] = []
     percent = not metric.endswith("loss")
+    scale = 100 if percent else 1
     for (dataset, challenge), group in runs.groupby(["dataset_label", "challenge"], sort=True):
-        # colour = backbone and initialisation (θ and θ̂ of one backbone must not look alike),
-        # line style = mode, marker = initialisation
-        keys = sorted(set(zip(group["backbone_label"], group["init_label"], strict=True)))
-        colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(keys)}
-        pretrained = group.loc[group["mode"] != "scratch", "init_label"].map(init_of_label)
-        show_init = pretrained.nunique() > 1  # θ beside θ̂ (or a weights file): name both
-        labels = [_label(r, False, show_init) for _, r in group.iterrows()]
-        repeated = {lab for lab in labels if labels.count(lab) > 1}  # seeds of one setting
-        fig = Figure(figsize=(7, 4.5))
-        ax = fig.subplots()
-        lines = 0
-        for _, row in group.sort_values(
-            ["backbone_label", "mode", "init_label"], kind="stable"
-        ).iterrows():
+        curves: dict[tuple[str, str, str], list[pd.Series]] = {}
+        for _, row in group.iterrows():
             history = row.get("history_path")
             series = read_history(history, metric) if isinstance(history, str) else None
             if series is None or series.empty:
                 missing.append(str(row["run_dir"]))
                 continue
-            ax.plot(
-                series.index + 1,
-                series.to_numpy() * (100 if percent else 1),
-                linestyle=LINESTYLES.get(row["mode"], (0, (1, 1))),  # other modes: dotted
-                color=colours[(row["backbone_label"], row["init_label"])],
-                marker=INIT_MARKERS.get(init_of_label(row["init_label"]), "^")
-                if len(series) < 30
-                else None,
-                markersize=4,
-                label=_label(row, _label(row, False, show_init) in repeated, show_init),
-            )
-            lines += 1
-        if lines == 0:
+            key = (row["mode"], row["backbone_label"], row["init_label"])
+            curves.setdefault(key, []).append(series * scale)
+        if not curves:
             continue
-        ax.set_title(f"{dataset} / {challenge}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(metric.replace("/", " ") + (" (%)" if percent else ""))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
+        modes = sorted(
+            {m for m, _, _ in curves},
+            key=lambda m: (m not in MODE_ORDER, MODE_ORDER.index(m) if m in MODE_ORDER else 0, m),
+        )
+        lines = sorted(
+            {(b, i) for _, b, i in curves}, key=lambda k: (init_of_label(k[1]) == "none", k)
+        )
+        colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(lines)}
+        several = len({b for b, _ in lines}) > 1
+        ncols = min(len(modes), 3)
+        nrows = -(-len(modes) // ncols)
+        fig = Figure(figsize=(4.0 * ncols + 0.5, 3.2 * nrows + 1.3))
+        axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+        handles: dict[str, object] = {}
+        for ax, mode in zip(axes, modes, strict=False):
+            for backbone, init in lines:
+                histories = curves.get((mode, backbone, init))
+                if not histories:
+                    continue
+                band = _seed_band(histories)
+                x = band.index + 1
+                colour = colours[(backbone, init)]
+                label = _line_label(backbone, init, several)
+                (line,) = ax.plot(
+                    x, band["mean"].to_numpy(), color=colour, linewidth=2, label=label,
+                    marker=INIT_MARKERS.get(init_of_label(init), "^") if len(band) < 30 else None,
+                    markersize=4,
+                )  # fmt: skip
+                if len(histories) > 1:
+                    ax.fill_between(x, band["min"], band["max"], color=colour, alpha=0.18, lw=0)
+                handles.setdefault(label, line)
+            ax.set_title(mode_text(mode), fontsize="medium")
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        for ax in axes[len(modes) :]:
+            ax.set_visible(False)
+        for ax in axes[::ncols]:
+            ax.set_ylabel(metric.replace("/", " ") + (" (%)" if percent else ""))
+        fig.suptitle(
+            f"{dataset} / {challenge}: {metric} per epoch, one panel per mode\n"
+            "line = mean over its seeds, band = their min–max; after a run stops early "
+            "the mean is over the runs still training",
+            fontsize="medium",
+        )
+        fig.legend(
+            list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
+            fontsize="small", frameon=False,
+        )  # fmt: skip
+        fig.tight_layout(rect=(0, 0.05 + 0.03 * (len(handles) > 4), 1, 1))
         path = out_dir / f"curves_{_safe(dataset)}_{_safe(challenge)}.png"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
+            fig.savefig(tmp, format="png", dpi=110)
         written.append(path)
     return written, missing
