@@ -52,8 +52,10 @@ demo: $(STAMP) ## the paper's chain in miniature on embedded real art: θ̂ from
 
 DATA   ?= ../shared/data
 BUDGET ?= cpu
+OUT    ?= outputs/study
+DOCS   ?= docs/results
 reproduce: $(STAMP) ## docs/results.md's real-art study from ../shared/data (DATA=...; ~1.5 h on 2 cores; resumable; BUDGET=gpu: full scale)
-	PY=$(BIN)/python DATA=$(DATA) BUDGET=$(BUDGET) bash docs/reproduce.sh
+	PY=$(BIN)/python DATA=$(DATA) BUDGET=$(BUDGET) OUT=$(OUT) DOCS=$(DOCS) bash docs/reproduce.sh
 
 bench: $(STAMP) ## run the benchmarks in bench/ and print their tables
 	$(BIN)/python bench/run_all.py

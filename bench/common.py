@@ -190,9 +190,9 @@ def prepare_store(
 ) -> dict:
     """arttl's own prepare on an image folder (the same call `python -m arttl.prepare` makes)."""
     from arttl.data.build import StoreSettings, prepare_dataset
-    from arttl.data.sources import get_reader
+    from arttl.data.sources.imagefolder import read_imagefolder
 
-    reader = functools.partial(get_reader("imagefolder"))
+    reader = functools.partial(read_imagefolder)
     return prepare_dataset(
         "imagefolder",
         "class",

@@ -124,7 +124,7 @@ def check_group_choices(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
         options = sorted(p.stem for p in group.glob("*.yaml"))
         if key == "experiment" and not arg.startswith(("+", "~")):
             raise _experiment_without_plus(value, options)
-        for option in value.split(","):  # a multirun list
+        for option in filter(None, value.strip("[]").split(",")):  # a sweep, or [a,b]: several
             if option not in options and option != "null":
                 raise choice_error(key, option, options, f"The presets are conf/{key}/*.yaml.")
 

@@ -21,8 +21,9 @@ from rich.table import Table
 from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.explain.compare import Comparison, compare_models, list_images
+from arttl.explain.compare import CompareOptions, Comparison, compare_models
 from arttl.explain.figure import check_cmap, model_tags, write_outputs
+from arttl.explain.inputs import list_images
 from arttl.explain.methods import check_method
 from arttl.explain.models import load_models
 
@@ -85,9 +86,7 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
         device=cfg.device,
         names=_as_list(cfg.get("model_names")),
     )
-    comparison = compare_models(
-        models,
-        images,
+    compare = CompareOptions(
         method=cfg.method,
         target=cfg.target,
         top_fraction=float(cfg.top_fraction),
@@ -95,8 +94,8 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
         deletion_random=int(cfg.deletion_random),
         method_options=options,
         seed=int(cfg.seed),
-        progress=console.print,
     )
+    comparison = compare_models(models, images, compare, progress=console.print)
     if not comparison.images:
         raise ConfigError(
             f"images={cfg.images!s}: none of the {len(images)} files could be decoded "

@@ -6,6 +6,7 @@ itself), so a broken metric, a shuffled class order or a wrong preprocessing ste
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import sys
@@ -20,12 +21,13 @@ from PIL import Image
 from arttl import evaluate as evaluate_cli
 from arttl import export as export_cli
 from arttl import predict as predict_cli
+from arttl.data.features import cached_features
 from arttl.data.images import load_rgb
 from arttl.data.store import H5ImageDataset
 from arttl.errors import ConfigError
 from arttl.inference.evaluation import confident_mistakes, evaluate_checkpoint, plot_confusion
 from arttl.inference.exporting import export_checkpoint
-from arttl.inference.prediction import gather_inputs, load_classifier
+from arttl.inference.prediction import gather_inputs, load_classifier, predict_images
 from arttl.models.classifier import ArtClassifier
 from tests.fixtures.tiny_runs import colour_image, make_checkpoint, make_store
 
@@ -326,6 +328,37 @@ def test_evaluate_cli_writes_its_folder_and_names_a_missing_store(
         _run(monkeypatch, evaluate_cli, tmp_path, f"ckpt={tiny['ckpt']}",
              f"store.dir={tmp_path / 'nostore'}")  # fmt: skip
     assert "test.h5 not found" in capsys.readouterr().err
+
+
+# -- one inference path ----------------------------------------------------------------------
+
+
+def test_evaluate_predict_and_feature_cache_share_one_inference_path(
+    tiny: dict[str, Path], new_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch of all three runs ArtClassifier.predict_step, called by runner.predict_batches."""
+    calls: list[tuple[str, str, str]] = []
+    real = ArtClassifier.predict_step
+
+    def spy(self, batch, *args, **kwargs):
+        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+        calls.append((caller.f_globals["__name__"], caller.f_code.co_name, kwargs["output"]))
+        return real(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(ArtClassifier, "predict_step", spy)
+    one_path = ("arttl.inference.runner", "predict_batches")
+
+    evaluate_checkpoint(tiny["ckpt"], tmp_path / "eval", batch_size=4, mistakes=0, device="cpu")
+    assert calls == [(*one_path, "logits")] * -(-sum(TEST_COUNTS) // 4)  # one call per batch
+
+    calls.clear()
+    model = load_classifier(tiny["ckpt"])
+    result = predict_images(model, gather_inputs(new_images), batch_size=2)
+    assert len(result.table) == 4 and calls and set(calls) == {(*one_path, "probs")}
+
+    calls.clear()
+    cached_features(model, tiny["store"], tmp_path / "cache", batch_size=64, device="cpu")
+    assert len(calls) == 3 and set(calls) == {(*one_path, "features")}  # train, val, test
 
 
 # -- export ----------------------------------------------------------------------------------

@@ -14,10 +14,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from arttl.data.build import StoreSettings, prepare_dataset
 from arttl.data.datamodule import FeatureDataModule
 from arttl.data.features import cached_features
-from arttl.data.sources import get_reader
 from arttl.data.store import H5ImageDataset, split_file
 from arttl.models.classifier import ArtClassifier
-from tests.fixtures.raw_datasets import make_imagefolder
+from tests.fixtures.raw_datasets import READERS, make_imagefolder
 from tests.fixtures.training import quiet_trainer
 
 BATCH = 8
@@ -27,7 +26,7 @@ BATCH = 8
 def store(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("features")
     ds = make_imagefolder(tmp / "raw", n_per_class=10, classes=("a", "b", "c"))
-    reader = functools.partial(get_reader(ds.source), **ds.options)
+    reader = functools.partial(READERS[ds.source], **ds.options)
     settings = StoreSettings(shorter_side=None, seed=0)
     prepare_dataset(ds.source, ds.challenge, ds.root, reader, tmp / "store", settings, 1)
     return tmp / "store"

@@ -1,10 +1,10 @@
 """dataset=hf end to end: a Hugging Face dataset of real images -> prepare_dataset -> the store.
 
-The datasets are built in the test from real images: a few paintings per style of
-``../shared/data/wikiart224/train_val`` (skipped when that folder is missing) and the
-repository's own ``data/demo/images`` (always there), as ``save_to_disk`` folders and as
-Parquet files, with ClassLabel and with string labels, with the dataset's own
-train/validation/test splits and with none. No network.
+The datasets are built in the test from real images the repository carries: a few paintings
+per style of ``data/demo/paintings`` (WikiArt) and a few AHE photographs per class of
+``data/demo/images``, as ``save_to_disk`` folders and as Parquet files, with ClassLabel and
+with string labels, with the dataset's own train/validation/test splits and with none. No
+network, no data from outside the repository.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from tests.fixtures.raw_datasets import HF_STORE_SPLIT, make_hf_dataset  # noqa:
 from tests.fixtures.tiny_runs import read_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-WIKIART = REPO.parent / "shared" / "data" / "wikiart224" / "train_val"
+PAINTINGS = REPO / "data" / "demo" / "paintings"
 DEMO = REPO / "data" / "demo" / "images"
 SETTINGS = StoreSettings(shorter_side=64, quality=90, seed=0)
 IMAGES = {
-    "wikiart224": (WIKIART, 7),  # every style
+    "paintings": (PAINTINGS, 7),  # every style
     "demo": (DEMO, 4),  # 4 of the 10 AHE classes keeps it quick
 }
 
@@ -46,10 +46,7 @@ def _private_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def image_root(source: str) -> tuple[Path, int]:
-    folder, n_classes = IMAGES[source]
-    if not folder.is_dir():
-        pytest.skip(f"real images not present: {folder} (the shared data folder is missing)")
-    return folder, n_classes
+    return IMAGES[source]
 
 
 def prepare(ds, store: Path, **options):
@@ -158,7 +155,7 @@ def test_a_hub_id_prepares_and_trains_config_check_passes(tmp_path: Path, monkey
     from hydra import compose, initialize_config_dir
 
     from arttl.config import CONF_DIR, source_tag
-    from arttl.training.validation import validate_config
+    from arttl.config_schema import check_train_config as validate_config
 
     ds = make_hf_dataset(tmp_path / "raw", DEMO, n_per_class=4, n_classes=3, extras=False)
     monkeypatch.setattr(

@@ -1,4 +1,5 @@
-"""The three loggers the README promises each record the per-epoch metrics of a real run."""
+"""The three loggers the README promises each record the per-epoch metrics of a real run, and
+`logger` presets compose by name."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arttl.training.run import run_training
+from arttl.cli import check_group_choices
+from arttl.training.run import build_loggers, run_training
 from tests.fixtures.raw_datasets import make_imagefolder
 from tests.fixtures.training import compose_train
 
@@ -57,3 +59,19 @@ def test_mlflow_logger_records_the_run_in_a_local_store(tmp_path, folder):
     history = client.get_metric_history(run.info.run_id, "val/top1")
     assert len(history) == 2
     assert run.data.params["backbone"] == "test_resnet"
+
+
+def test_logger_presets_combine_by_name_and_each_is_overridden(tmp_path):
+    pytest.importorskip("tensorboard")
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    check_group_choices(["logger=[csv,tensorboard]"])  # the command line takes the list too
+    cfg = compose_train(tmp_path, "logger=[csv,tensorboard]", "logger.csv.name=curves")
+    loggers = build_loggers(cfg)
+    assert [type(x) for x in loggers] == [CSVLogger, TensorBoardLogger]
+    assert loggers[0].name == "curves" and loggers[1].name == "tensorboard"
+    assert loggers[0].save_dir == str(tmp_path / "run")
+    # a preset that brings csv along, a logger dropped by name, and none at all
+    assert list(compose_train(tmp_path, "logger=tensorboard").logger) == ["csv", "tensorboard"]
+    assert build_loggers(compose_train(tmp_path, "logger.csv=null")) is False
+    assert build_loggers(compose_train(tmp_path, "~logger")) is False

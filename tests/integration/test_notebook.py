@@ -12,10 +12,11 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
-from tests.integration.test_saliency_cli import train_tiny_checkpoint
+from tests.fixtures.training import tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "saliency_comparison.ipynb"
+CLASSES = ["etching", "painting", "drawing"]
 
 
 def test_notebook_is_stored_with_its_figures() -> None:
@@ -36,8 +37,8 @@ def test_kernel_is_this_venv() -> None:
 
 def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On its default images (embedded paintings) with two tiny checkpoints instead of the demo's."""
-    a = train_tiny_checkpoint(tmp_path / "theta.ckpt", seed=0)
-    b = train_tiny_checkpoint(tmp_path / "theta_hat.ckpt", seed=1)
+    a = tiny_checkpoint(tmp_path / "theta.ckpt", CLASSES, seed=0)
+    b = tiny_checkpoint(tmp_path / "theta_hat.ckpt", CLASSES, seed=1)
     out = tmp_path / "out"
     # The kernel inherits this environment; the notebook's first cell reads these.
     monkeypatch.setenv("ARTTL_NB_MODELS", f"{a},{b}")

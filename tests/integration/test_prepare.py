@@ -17,22 +17,22 @@ from torch.utils.data import DataLoader
 
 from arttl.data import build
 from arttl.data.build import StoreSettings, prepare_dataset, store_is_current
-from arttl.data.sources import get_reader
 from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
 from arttl.errors import ConfigError
 from tests.fixtures.bad_images import make_bad_image_zoo
 from tests.fixtures.raw_datasets import (
     ALL_BUILDERS,
+    READERS,
     make_imagefolder,
 )
+from tests.fixtures.shared_data import SHARED, needs_shared
 from tests.fixtures.tiny_runs import read_store
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SETTINGS = StoreSettings(shorter_side=None, quality=90, seed=0)
 
 
 def prepare(ds, store: Path, workers: int = 1, settings: StoreSettings = SETTINGS, force=False):
-    reader = functools.partial(get_reader(ds.source), **ds.options)
+    reader = functools.partial(READERS[ds.source], **ds.options)
     return prepare_dataset(
         ds.source, ds.challenge, ds.root, reader, store, settings, workers, force, ds.options
     )
@@ -215,11 +215,15 @@ def test_cli_prepares_and_reports_bad_input(tmp_path):
     assert unknown.returncode != 0 and "imagefolder" in unknown.stderr
 
 
-@pytest.mark.skipif(not (SHARED / "ahe64" / "train_val").is_dir(), reason="shared data missing")
+@needs_shared(
+    "ahe64/train_val",
+    "every one of the 10,130 AHE images and its byte-identical duplicates "
+    "(data/demo/images is a 400-image subset without duplicates)",
+)
 def test_real_ahe_folder_prepares_every_image(tmp_path):
     root = SHARED / "ahe64" / "train_val"
     n_files = sum(1 for p in root.rglob("*") if p.is_file())
-    reader = get_reader("imagefolder")
+    reader = READERS["imagefolder"]
     summary = prepare_dataset(
         "ahe64", "class", root, reader, tmp_path / "store", SETTINGS, num_workers=2
     )
@@ -257,7 +261,7 @@ def test_group_split_and_duplicates_from_prepare(tmp_path):
     original = sorted((root / "altar" / "altar_g0").iterdir())[0]
     shutil.copy(original, root / "altar" / "altar_g3" / "copy.jpg")  # same class, other group
     shutil.copy(original, root / "apse" / "apse_g1" / "copy.jpg")  # other class too
-    reader = get_reader("imagefolder")
+    reader = READERS["imagefolder"]
     settings = StoreSettings(shorter_side=None, seed=3, split_by="group")
     summary = prepare_dataset("imagefolder", "class", root, reader, tmp_path / "s", settings)
     splits = pd.read_csv(tmp_path / "s" / "splits.csv")

@@ -1,7 +1,7 @@
 """Every silent reuse that made arttl report the wrong numbers, now loud or correct (issue 10).
 
-Real photographs throughout: the AHE demo images the repository carries, and the shared
-WikiArt / Egyptian collections where they are present.
+Real images throughout, all carried by the repository (data/demo): the AHE photographs, the
+WikiArt paintings and the Egyptian museum objects.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from tests.fixtures.training import compose_train
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo" / "images"
-SHARED = REPO.parent / "shared" / "data"
+PAINTINGS = REPO / "data" / "demo" / "paintings"
+OBJECTS = REPO / "data" / "demo" / "objects"
 
 
 def real_subset(dst: Path, src: Path, classes: list[str], n: int) -> Path:
@@ -46,14 +47,12 @@ def train(root: Path, data: Path, *extra: str, run: str = "run") -> dict:
 
 
 def test_two_collections_trained_in_turn_each_use_their_own_store(tmp_path):
-    if (SHARED / "egypt224" / "train_val").is_dir():
-        a = real_subset(tmp_path / "wikiart", SHARED / "wikiart224" / "train_val",
-                        ["Baroque", "Expressionism", "Impressionism"], 10)  # fmt: skip
-        b = real_subset(tmp_path / "egypt", SHARED / "egypt224" / "train_val",
-                        ["Jewellery", "Pottery", "Reliefs", "Statuary"], 10)  # fmt: skip
-    else:  # a plain clone: two collections cut from the embedded AHE photographs
-        a = real_subset(tmp_path / "one", DEMO, ["altar", "apse", "vault"], 10)
-        b = real_subset(tmp_path / "two", DEMO, ["column", "dome_inner", "gargoyle", "apse"], 10)
+    a = real_subset(
+        tmp_path / "wikiart", PAINTINGS, ["Baroque", "Expressionism", "Impressionism"], 10
+    )
+    b = real_subset(
+        tmp_path / "egypt", OBJECTS, ["Jewellery", "Pottery", "Reliefs", "Statuary"], 10
+    )
     first = train(tmp_path, a, run="a")
     second = train(tmp_path, b, run="b")
     assert first["num_classes"] == 3 and second["num_classes"] == 4

@@ -13,10 +13,9 @@ import torch
 from arttl.data.build import StoreSettings, prepare_dataset
 from arttl.data.datamodule import StoreDataModule
 from arttl.data.images import load_rgb
-from arttl.data.sources import get_reader
 from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
 from arttl.errors import ConfigError
-from tests.fixtures.raw_datasets import make_imagefolder
+from tests.fixtures.raw_datasets import READERS, make_imagefolder
 
 RAW = StoreSettings(shorter_side=24, quality=90, seed=0, format="raw")
 JPEG = StoreSettings(shorter_side=24, quality=90, seed=0, format="jpeg")
@@ -31,7 +30,7 @@ DATA_CONFIG = {
 
 
 def prepare(ds, store: Path, settings: StoreSettings, workers: int = 1) -> dict:
-    reader = functools.partial(get_reader(ds.source), **ds.options)
+    reader = functools.partial(READERS[ds.source], **ds.options)
     return prepare_dataset(
         ds.source, ds.challenge, ds.root, reader, store, settings, workers, False, ds.options
     )

@@ -1,8 +1,10 @@
-"""`python -m arttl.saliency` on the paper's Rijksmuseum figures with two real checkpoints."""
+"""`python -m arttl.saliency` on three real paintings the repository carries (the notebook's
+defaults, from data/demo/paintings) with two real checkpoints: runs in a plain clone."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,24 +19,23 @@ from PIL import Image
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.saliency import run_saliency
+from tests.fixtures.hf_cache import fake_imagenet_cache
 from tests.fixtures.training import tiny_checkpoint
-from tests.unit.test_explain_models import fake_imagenet_cache
 
-RIJKS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rijks_figures"
+PAINTINGS = Path(__file__).resolve().parents[2] / "data" / "demo" / "paintings"
+SOURCES = ["Baroque/1011.jpg", "Impressionism/10042.jpg", "Expressionism/10006.jpg"]
+NAMES = ["10006.jpg", "10042.jpg", "1011.jpg"]  # a folder is listed by file name
 CLASSES = ["etching", "painting", "drawing"]
-
-
-def train_tiny_checkpoint(path: Path, seed: int) -> Path:
-    return tiny_checkpoint(path, CLASSES, seed)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not RIJKS.is_dir():
-        pytest.skip(f"{RIJKS} not found (shared data lives beside the repository)")
     root = tmp_path_factory.mktemp("saliency")
-    train_tiny_checkpoint(root / "theta.ckpt", seed=0)
-    train_tiny_checkpoint(root / "theta_hat.ckpt", seed=1)
+    (root / "paintings").mkdir()
+    for rel in SOURCES:
+        shutil.copy(PAINTINGS / rel, root / "paintings")
+    tiny_checkpoint(root / "theta.ckpt", CLASSES, seed=0)
+    tiny_checkpoint(root / "theta_hat.ckpt", CLASSES, seed=1)
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off after the header")
     (root / "hf").mkdir()  # an empty Hugging Face cache: nothing may be downloaded
     return root
@@ -55,7 +56,7 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
     out = workdir / "out"
     proc = _run(
         [
-            f"images=[{RIJKS},{workdir / 'broken.jpg'}]",
+            f"images=[{workdir / 'paintings'},{workdir / 'broken.jpg'}]",
             f"models=[{workdir / 'theta.ckpt'},{workdir / 'theta_hat.ckpt'}]",
             "method=visual_backprop",
             "deletion_steps=4",
@@ -67,7 +68,7 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = " ".join(proc.stdout.split())  # rich wraps long lines
     assert "broken.jpg" in text and "skipped" in text
-    assert "spearman" in text and "artist_1.jpg" in text
+    assert "spearman" in text and NAMES[0] in text
 
     with Image.open(out / "saliency_visual_backprop.png") as fig:
         # 3 rows x 3 columns of >= 3-inch cells at 130 dpi, plus titles and the numbers.
@@ -77,7 +78,7 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
         assert raw.size == fig.size
 
     maps = np.load(out / "saliency_visual_backprop.npz")
-    assert list(maps["image_names"]) == ["artist_1.jpg", "artist_2.jpg", "artist_3.jpg"]
+    assert list(maps["image_names"]) == NAMES
     # Named by what they are (tiny_checkpoint: random init, fine_tune); the same name twice is
     # told apart by the part of the path that differs.
     named = "test_resnet from random init · fine_tune"
@@ -87,7 +88,7 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
     assert set(maps["labels"].ravel()) <= set(CLASSES)
 
     csv = pd.read_csv(out / "agreement_visual_backprop.csv")
-    assert list(csv.image) == ["artist_1.jpg", "artist_2.jpg", "artist_3.jpg"]
+    assert list(csv.image) == NAMES
     assert (csv.model_a == f"{named} (theta)").all()
     assert (csv.model_b == f"{named} (theta_hat)").all()
     assert csv.spearman.between(-1, 1).all() and csv.top_iou.between(0, 1).all()
@@ -95,7 +96,10 @@ def test_one_command_renders_theta_vs_theta_hat(workdir: Path) -> None:
 
 
 def test_imagenet_without_cached_weights_exits_with_a_message(workdir: Path) -> None:
-    proc = _run([f"images={RIJKS}", f"models=[imagenet,{workdir / 'theta_hat.ckpt'}]"], workdir)
+    proc = _run(
+        [f"images={workdir / 'paintings'}", f"models=[imagenet,{workdir / 'theta_hat.ckpt'}]"],
+        workdir,
+    )
     assert proc.returncode == 2
     assert "error: models=imagenet: no ImageNet weights for 'test_resnet'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -110,7 +114,7 @@ def test_imagenet_versus_checkpoint_in_process(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     cfg = _cfg(
         [
-            f"images={RIJKS / 'artist_2.jpg'}",
+            f"images={workdir / 'paintings' / NAMES[1]}",
             f"models=[imagenet,{workdir / 'theta_hat.ckpt'}]",
             "method=gradcam",
             "deletion_steps=2",
@@ -142,7 +146,11 @@ def _cfg(overrides: list[str]):
     ],
 )
 def test_bad_config_is_a_clear_error(workdir: Path, overrides: list[str], message: str) -> None:
-    base = [f"images={RIJKS}", f"models=[{workdir / 'theta.ckpt'}]", "deletion_steps=0"]
+    base = [
+        f"images={workdir / 'paintings'}",
+        f"models=[{workdir / 'theta.ckpt'}]",
+        "deletion_steps=0",
+    ]
     cfg = _cfg(base + overrides)
     with pytest.raises(ConfigError, match=message):
         run_saliency(cfg, workdir / "bad")

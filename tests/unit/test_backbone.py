@@ -14,7 +14,7 @@ from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.models.backbone import check_backbone_name, create_backbone
 from arttl.models.weights import pretrained_name
-from tests.unit.test_explain_models import empty_hf_cache, fake_imagenet_cache  # noqa: F401
+from tests.fixtures.hf_cache import fake_imagenet_cache
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,24 @@ def test_weights_file_of_another_architecture_is_a_clear_error(tmp_path: Path) -
         create_backbone("test_resnet", str(path))
 
 
-def test_imagenet_weights_come_from_the_local_cache(empty_hf_cache: Path) -> None:  # noqa: F811
+def test_weights_file_lacking_a_tensor_is_refused_and_extra_ones_warn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = _timm_state(seed=3)
+    extra = tmp_path / "extra.safetensors"
+    save_file({**state, "adapter.weight": torch.zeros(2)}, str(extra))
+    with caplog.at_level("WARNING", logger="arttl.models.backbone"):
+        create_backbone("test_resnet", str(extra))
+    assert "1 tensors of the file are not in backbone 'test_resnet'" in caplog.text
+    assert "adapter.weight" in caplog.text and "fc.weight" not in caplog.text  # head: dropped
+    lacking = tmp_path / "lacking.safetensors"
+    first = next(iter(state))
+    save_file({k: v for k, v in state.items() if k != first}, str(lacking))
+    with pytest.raises(ConfigError, match=rf"1 tensors were not in the file \({first}\)"):
+        create_backbone("test_resnet", str(lacking))
+
+
+def test_imagenet_weights_come_from_the_local_cache(empty_hf_cache: Path) -> None:
     cached = fake_imagenet_cache(empty_hf_cache)
     from safetensors.torch import load_file
 

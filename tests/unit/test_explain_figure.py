@@ -15,7 +15,8 @@ from matplotlib.text import Text
 
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
-from arttl.explain.compare import Comparison, ImageResult, ModelResult, spearman, top_iou
+from arttl.explain.agreement import spearman, top_iou
+from arttl.explain.compare import Comparison, ImageResult, ModelResult
 from arttl.explain.figure import (
     PERCEPTUAL_CMAPS,
     SCALE_NOTE,

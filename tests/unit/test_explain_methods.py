@@ -1,4 +1,7 @@
-"""Attribution methods: shapes, the planted-signal check, model state left untouched, errors."""
+"""Attribution methods: shapes, the planted-signal check, model state left untouched, errors.
+
+Every method on the paper's four backbones: tests/integration/test_explain_backbones.py.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +20,7 @@ from arttl.explain.methods import (
     method_names,
     resolve_layer,
 )
-
-SIZE = 64
-ROWS, COLS = slice(8, 24), slice(36, 52)  # the only pixels the planted model reads
+from tests.fixtures.planted import COLS, ROWS, SIZE, Planted, planted_input
 
 # Fast settings: the maps' correctness does not depend on sample counts.
 FAST = {
@@ -27,50 +28,6 @@ FAST = {
     "smoothgrad": {"nt_samples": 4},
     "occlusion": {"window": 8, "stride": 4, "batch_size": 64},
 }
-
-
-class Planted(nn.Module):
-    """A CNN whose output depends only on one known image region (a mask on its input).
-
-    Bias-free convolutions with positive weights on positive input keep every feature outside
-    the region at exactly 0 and every feature inside it positive, and the head reads class 0
-    with positive weights, so class 0 is the top-1 and each method has a clear right answer.
-    It carries a timm-style ``feature_info`` so the layer methods find its stages.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        mask = torch.zeros(1, 1, SIZE, SIZE)
-        mask[..., ROWS, COLS] = 1.0
-        self.register_buffer("mask", mask)
-
-        def conv(cin: int, cout: int, stride: int) -> nn.Sequential:
-            c = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-            with torch.no_grad():
-                c.weight.abs_()
-            return nn.Sequential(c, nn.ReLU(inplace=True))
-
-        self.stem = conv(3, 8, 1)
-        self.stage1 = conv(8, 16, 2)
-        self.stage2 = conv(16, 32, 2)
-        self.head = nn.Linear(32, 2)
-        with torch.no_grad():
-            self.head.weight.copy_(torch.stack([torch.ones(32), -torch.ones(32)]) / 4)
-            self.head.bias.zero_()
-        self.feature_info = [
-            {"module": "stem", "num_chs": 8, "reduction": 1},
-            {"module": "stage1", "num_chs": 16, "reduction": 2},
-            {"module": "stage2", "num_chs": 32, "reduction": 4},
-        ]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.stage2(self.stage1(self.stem(x * self.mask)))
-        return self.head(f.mean(dim=(2, 3)))
-
-
-def planted_input() -> torch.Tensor:
-    return torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) + 0.5
 
 
 def region_mass(a: np.ndarray, margin: int) -> float:

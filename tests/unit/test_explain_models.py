@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
-import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from arttl.errors import ConfigError
 from arttl.explain.models import (
@@ -17,9 +14,10 @@ from arttl.explain.models import (
     describe_checkpoint,
     load_model,
     load_models,
-    resolve_device,
 )
+from arttl.inference.runner import resolve_device
 from arttl.models.classifier import ArtClassifier
+from tests.fixtures.hf_cache import fake_imagenet_cache, imagenet_weights
 from tests.fixtures.training import tiny_checkpoint
 
 CLASSES = ["altar", "apse", "vault"]
@@ -29,31 +27,6 @@ CLASSES = ["altar", "apse", "vault"]
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real arttl checkpoint: test_resnet at 64 px, one epoch on 8 random uint8 images."""
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "test_resnet-fine_tune.ckpt", CLASSES)
-
-
-@pytest.fixture
-def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "hf"
-    cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
-def _imagenet_weights(path: Path) -> Path:
-    torch.manual_seed(0)
-    save_file(timm.create_model("test_resnet", pretrained=False).state_dict(), str(path))
-    return path
-
-
-def fake_imagenet_cache(cache: Path) -> Path:
-    """A Hugging Face cache laid out as a real download of timm/test_resnet.r160_in1k leaves it
-    (random weights with the 1000-class ImageNet head), so `imagenet` loads with no network."""
-    repo = cache / "models--timm--test_resnet.r160_in1k"
-    snapshot = repo / "snapshots" / "abc123"
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("abc123")
-    return _imagenet_weights(snapshot / "model.safetensors")
 
 
 def test_checkpoint_spec(ckpt: Path) -> None:
@@ -91,7 +64,7 @@ def test_imagenet_from_the_local_cache(empty_hf_cache: Path) -> None:
 
 
 def test_weights_file_spec(tmp_path: Path) -> None:
-    weights = _imagenet_weights(tmp_path / "w.safetensors")
+    weights = imagenet_weights(tmp_path / "w.safetensors")
     m = load_model(f"test_resnet:{weights}")
     assert m.name == "θ ImageNet · test_resnet (w.safetensors)"
     assert m.class_names[0].startswith("tench")

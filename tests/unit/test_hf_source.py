@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arttl.data.sources import READERS, get_challenges, read_source
 from arttl.data.sources.hf import (
     MARKER,
     is_hub_id,
@@ -23,7 +22,13 @@ datasets = pytest.importorskip(
     "datasets", reason="the hf extra is not installed: pip install 'arttl[hf]'"
 )
 
-from tests.fixtures.raw_datasets import HF_STORE_SPLIT, make_hf_dataset  # noqa: E402
+from tests.fixtures.raw_datasets import (  # noqa: E402
+    HF_STORE_SPLIT,
+    READERS,
+    SOURCES,
+    make_hf_dataset,
+    read_source,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "data" / "demo" / "images"  # real photographs carried by the checkout
@@ -55,7 +60,7 @@ def assert_table(df: pd.DataFrame) -> None:
 def test_registered_with_a_default_challenge_and_config_keys() -> None:
     from omegaconf import OmegaConf
 
-    assert READERS["hf"] is read_hf and get_challenges("hf") == ("label",)
+    assert READERS["hf"] is read_hf and SOURCES["hf"].CHALLENGES == ("label",)
     params = inspect.signature(read_hf).parameters
     for name in ("hf", "hf_wikiart"):
         conf = OmegaConf.load(CONF / f"{name}.yaml")

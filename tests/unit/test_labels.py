@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,8 +15,8 @@ from arttl.data.labels import (
     decode_escaped_bytes,
     strip_role,
 )
+from tests.fixtures.shared_data import SHARED, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EXAMPLE_CSV = SHARED / "metadata" / "rijksmuseum_example_metadata.csv"
 
 
@@ -89,7 +88,10 @@ def test_clean_creator_drops_anonymous_after_the_role_and_decodes() -> None:
     assert clean_creator("vervaardiger: Rembrandt", drop=["rembrandt"]) is None
 
 
-@pytest.mark.skipif(not EXAMPLE_CSV.exists(), reason="shared real data not present")
+@needs_shared(
+    "metadata/rijksmuseum_example_metadata.csv",
+    "the paper's own example metadata file, whose creators and types are checked one by one",
+)
 def test_real_rijksmuseum_example_creators() -> None:
     df = pd.read_csv(EXAMPLE_CSV, dtype=str, keep_default_na=False)
     cleaned = [clean_creator(c) for c in df["dc_creator"]]

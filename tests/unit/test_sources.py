@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from arttl.data.sources import READERS, SOURCES, get_challenges, get_reader, read_source
+from arttl.data.sources import pandora18k, rijksmuseum
 from arttl.data.sources.antwerp import read_antwerp
 from arttl.data.sources.csvtable import read_csv_table
 from arttl.data.sources.imagefolder import read_imagefolder
@@ -24,8 +24,10 @@ from arttl.errors import ConfigError
 from tests.fixtures.raw_datasets import (
     ANTWERP_CLASSES,
     ANTWERP_OPTIONS,
+    READERS,
     RIJKS_CSV_CLASSES,
     RIJKS_XML_CLASSES,
+    SOURCES,
     class_colour,
     make_antwerp,
     make_csv_table,
@@ -37,10 +39,11 @@ from tests.fixtures.raw_datasets import (
     make_rijks_xml,
     make_wikiart_lists,
     make_wikiart_rasta,
+    read_source,
     write_image,
 )
+from tests.fixtures.shared_data import SHARED, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 AHE = SHARED / "ahe64" / "train_val"
 ARTGAN = SHARED / "metadata" / "wikiart_artgan"
 RIJKS_EXAMPLE = SHARED / "metadata" / "rijksmuseum_example_metadata.csv"
@@ -67,30 +70,19 @@ def colour_class(path: str, n_classes: int) -> int:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_names_and_challenges() -> None:
-    assert set(SOURCES) == set(READERS) == {
-        "rijksmuseum", "antwerp", "pandora18k", "wikiart", "imagefolder", "csv", "hf",
-    }  # fmt: skip
-    assert get_reader("wikiart") is read_wikiart
-    assert get_challenges("rijksmuseum") == ("material", "type", "artist")
-    assert get_challenges("pandora18k") == ("movement", "artist")
-    for module in SOURCES.values():
+def test_every_dataset_config_names_a_reader_these_tests_cover() -> None:
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "dataset"
+    targets = {OmegaConf.load(p).get("reader", {}).get("_target_") for p in conf.glob("*.yaml")}
+    covered = {f"{f.__module__}.{f.__name__}" for f in READERS.values()}
+    assert targets - {None} <= covered
+    assert READERS["wikiart"] is read_wikiart
+    assert rijksmuseum.CHALLENGES == ("material", "type", "artist")
+    assert pandora18k.CHALLENGES == ("movement", "artist")
+    for name, module in SOURCES.items():
+        assert READERS[name].__module__ == module.__name__
         assert isinstance(module.CHALLENGES, tuple) and module.CHALLENGES
-
-
-def test_unknown_dataset_lists_the_valid_names() -> None:
-    with pytest.raises(ConfigError) as err:
-        get_reader("rijksmuseam")
-    msg = str(err.value)
-    assert "dataset='rijksmuseam'" in msg
-    assert "imagefolder" in msg and "pandora18k" in msg
-    assert "did you mean rijksmuseum" in msg
-
-
-def test_read_source_rejects_unknown_options(tmp_path: Path) -> None:
-    ds = make_imagefolder(tmp_path, n_per_class=2)
-    with pytest.raises(ConfigError, match="extensions"):
-        read_source("imagefolder", ds.root, "class", extention=[".jpg"])
 
 
 @pytest.mark.parametrize(
@@ -113,7 +105,7 @@ def test_unknown_challenge_lists_valid_choices(tmp_path, source, builder, choice
 
 @pytest.mark.parametrize("source", sorted(READERS))
 def test_missing_root_names_the_key(tmp_path: Path, source: str) -> None:
-    challenge = get_challenges(source)[0]
+    challenge = SOURCES[source].CHALLENGES[0]
     with pytest.raises(ConfigError, match=r"root=.*does not exist"):
         read_source(source, tmp_path / "nowhere", challenge)
 
@@ -147,7 +139,11 @@ def test_imagefolder_keeps_unknown_files_for_the_decoder_but_skips_hidden_and_te
     assert len(only_jpg) == len(df) - 1
 
 
-@pytest.mark.skipif(not AHE.is_dir(), reason="shared real data not present")
+@needs_shared(
+    "ahe64/train_val",
+    "the full AHE collection (10,130 images, class counts, non-ASCII file names); "
+    "data/demo/images is a 400-image ASCII-named subset",
+)
 def test_imagefolder_on_real_ahe_matches_the_disk() -> None:
     df = read_imagefolder(AHE)
     on_disk = {d: len(os.listdir(AHE / d)) for d in os.listdir(AHE)}
@@ -267,9 +263,11 @@ def test_rijks_csv_labels_are_clean(tmp_path: Path) -> None:
     assert typed["group"].isna().sum() == 6  # anonymous objects keep their type, lose the group
 
 
+@needs_shared(
+    "metadata/rijksmuseum_example_metadata.csv",
+    "the paper's own example metadata file, whose rows are matched one by one",
+)
 def test_rijks_real_example_metadata(tmp_path: Path) -> None:
-    if not RIJKS_EXAMPLE.exists():
-        pytest.skip("shared real data not present")
     shutil.copy(RIJKS_EXAMPLE, tmp_path / "metadata.csv")
     ids = pd.read_csv(RIJKS_EXAMPLE, dtype=str)["ImageId"].tolist()
     for i, image_id in enumerate(reversed(ids[1:])):  # first object has no image
@@ -496,7 +494,10 @@ def test_pandora_artist_drops_anonymous(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- WikiArt
 
 
-@pytest.mark.skipif(not ARTGAN.is_dir(), reason="shared real data not present")
+@needs_shared(
+    "metadata/wikiart_artgan",
+    "ArtGAN's real WikiArt split lists (their row and class counts are the point)",
+)
 @pytest.mark.parametrize(
     ("challenge", "n_train", "n_val", "n_classes"),
     [("style", 57025, 24421, 27), ("genre", 45503, 19492, 10), ("artist", 13346, 5706, 23)],
@@ -511,7 +512,9 @@ def test_real_artgan_lists_parse_to_the_note_counts(challenge, n_train, n_val, n
     assert df["relpath"].str.count("/").eq(1).all()
 
 
-@pytest.mark.skipif(not ARTGAN.is_dir(), reason="shared real data not present")
+@needs_shared(
+    "metadata/wikiart_artgan", "ArtGAN's real WikiArt split lists (their quirks are the point)"
+)
 def test_real_artgan_style_quirks() -> None:
     df = parse_artgan_lists(ARTGAN, "style")
     nouveau = df[df["label"] == "Art_Nouveau"]

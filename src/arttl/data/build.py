@@ -6,7 +6,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import arttl
 from arttl.atomic import atomic_path
+from arttl.config_rules import check_dataset_root
+from arttl.config_schema import check_store_settings
 from arttl.data.images import ImageRejected, encode_jpeg, load_rgb
 from arttl.data.split import assign_splits, cap_per_class
 from arttl.data.store import (
-    IMAGE_FORMATS,
     SPLITS,
     incomplete_splits,
     read_attrs,
     split_file,
     write_split,
 )
-from arttl.errors import ConfigError, choice_error
+from arttl.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,21 +48,7 @@ class StoreSettings:
     max_per_class: int | None = None  # keep at most this many images per class (seeded), or all
 
     def __post_init__(self) -> None:
-        if self.format not in IMAGE_FORMATS:
-            raise choice_error("store.format", self.format, IMAGE_FORMATS)
-        if self.split_by not in SPLIT_BY:
-            raise choice_error("store.split_by", self.split_by, SPLIT_BY)
-        if self.max_per_class is not None and self.max_per_class < 3:
-            raise ConfigError(
-                f"store.max_per_class={self.max_per_class!r} leaves too few images per class for "
-                "train, val and test; use null (every image) or an integer >= 3."
-            )
-        if self.format == "raw" and not self.shorter_side:
-            raise ConfigError(
-                "store.format=raw stores fixed-size arrays and needs store.shorter_side "
-                "(the side of the square images, e.g. store.shorter_side=256); "
-                f"got store.shorter_side={self.shorter_side!r}."
-            )
+        check_store_settings(asdict(self))  # the ranges and messages of store.* in a config
 
     @property
     def raw_shape(self) -> tuple[int, int, int] | None:
@@ -69,7 +56,6 @@ class StoreSettings:
         return (side, side, 3) if self.format == "raw" else None
 
 
-SPLIT_BY = ("label", "group")
 SOURCE_MANIFEST = "source_manifest.csv"  # path, size, mtime_ns, label of every source row
 DUPLICATES_CSV = "duplicates.csv"
 SOURCE_KEYS = ("dataset", "challenge", "root", "reader")  # what makes two stores "the same source"
@@ -477,17 +463,7 @@ def prepare_dataset(
         old = _existing(Path(store_dir))
         if old is not None and old.get("settings_hash") == settings_hash(identity, settings):
             return {"reused": True, "unverified": True, "store": str(store_dir), **old}
-    if not remote and (root in (None, "", "???") or not Path(root).exists()):
-        raise ConfigError(
-            f"dataset.root={str(root)!r} does not exist; point it at the {name} download, e.g. "
-            f"`python -m arttl.prepare dataset={name} dataset.root=/path/to/{name}`"
-            + (
-                f" (or, to train from the prepared store {str(store_dir)!r} without checking "
-                "its source, add store.check_source=false)."
-                if _existing(Path(store_dir)) is not None
-                else "."
-            )
-        )
+    check_dataset_root(name, root, reader, store_dir)
     table = reader(root=root, challenge=challenge)
     return build_store(table, store_dir, identity, settings, num_workers=num_workers, force=force)
 

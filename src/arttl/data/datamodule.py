@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -19,6 +19,9 @@ from arttl.data.store import (
 )
 from arttl.data.transforms import GpuDecode, build_transform, collate_encoded
 from arttl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from arttl.models.classifier import ArtClassifier
 
 
 def check_store(store_dir: str | Path, challenge: str | None = None) -> dict[str, Any]:
@@ -86,12 +89,27 @@ class StoreDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.gpu_decode = gpu_decode
         self.augment = augment
+        scale = tuple(float(x) for x in scale)  # a ListConfig from instantiate
         self.train_tf = build_transform(
             data_config, training=augment, scale=scale, hflip=hflip, color_jitter=color_jitter
         )
         self.eval_tf = build_transform(data_config, training=False)
         self.gpu_tf = GpuDecode(data_config, scale=scale, hflip=hflip) if gpu_decode else None
         self.datasets: dict[str, H5ImageDataset] = {}
+
+    @classmethod
+    def from_model(
+        cls,
+        model: ArtClassifier,
+        store_dir: str | Path,
+        digest: str | None = None,
+        **options: Any,
+    ) -> StoreDataModule:
+        """The ``mode.datamodule`` of the image modes (``${data.images}``): the model (its data
+        config sets the transforms) and the store exist only at run time; ``options`` are the
+        constructor's keywords (``data.*``). ``digest`` keys the feature cache: unused here, as
+        every mode's datamodule gets the same arguments."""
+        return cls(store_dir, model.data_config, **options)
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
@@ -154,6 +172,33 @@ class FeatureDataModule(L.LightningDataModule):
         super().__init__()
         self.sets = {s: _FeatureSet(x, y) for s, (x, y) in features.items()}
         self.batch_size = batch_size
+
+    @classmethod
+    def from_model(
+        cls,
+        model: ArtClassifier,
+        store_dir: str | Path,
+        cache_dir: str | Path,
+        batch_size: int = 32,
+        feature_batch_size: int | None = None,
+        num_workers: int = 0,
+        digest: str | None = None,
+    ) -> FeatureDataModule:
+        """The ``mode.datamodule`` of off_the_shelf (conf/mode/off_the_shelf.yaml): the frozen
+        backbone's features from the cache, extracting the missing splits once (in batches of at
+        least 64: no gradients, so memory allows). The head trains on ``feature_batch_size``
+        (null: ``batch_size``)."""
+        from arttl.data.features import cached_features  # pulls in the model code: only here
+
+        features, _ = cached_features(
+            model,
+            store_dir,
+            cache_dir,
+            batch_size=max(64, int(batch_size)),
+            num_workers=int(num_workers),
+            digest=digest,
+        )
+        return cls(features, int(feature_batch_size or batch_size))
 
     def train_dataloader(self) -> DataLoader:
         return _loader(self.sets["train"], self.batch_size, True, 0, _as_batch)

@@ -10,13 +10,13 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.data import DataLoader
 
 from arttl.atomic import atomic_path
 from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
 from arttl.data.transforms import build_transform
+from arttl.inference.runner import predict_batches, resolve_device
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -37,33 +37,15 @@ def cache_key(backbone_digest: str, store_dir: str | Path, split: str, data_conf
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-@torch.no_grad()
 def extract(
-    backbone: nn.Module,
-    normalize: Any,
-    loader: DataLoader,
-    device: torch.device,
-    description: str = "features",
+    model: Any, loader: DataLoader, description: str = "features"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features of every image in ``loader`` (eval mode, no augmentation)."""
-    was_training = backbone.training
-    backbone.eval().to(device)
+    """Pooled backbone features and labels of every image in ``loader``: the one inference loop
+    (``predict_batches``, eval mode, no augmentation), in bf16 on CUDA (the backbone is frozen)."""
     feats, labels = [], []
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    ) as progress:
-        task = progress.add_task(description, total=len(loader))
-        for x, y in loader:
-            with autocast:
-                f = backbone(normalize(x.to(device, non_blocking=True)))
-            feats.append(f.float().cpu().numpy())
-            labels.append(y.numpy())
-            progress.advance(task)
-    backbone.train(was_training)
+    for (_, y), f in predict_batches(model, loader, "features", description, bf16=True):
+        feats.append(f.numpy())
+        labels.append(y.numpy())
     return np.concatenate(feats), np.concatenate(labels)
 
 
@@ -83,21 +65,21 @@ def cached_features(
     cache_dir: str | Path,
     batch_size: int = 64,
     num_workers: int = 0,
-    device: torch.device | None = None,
+    device: str | torch.device | None = None,
     digest: str | None = None,
 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, bool]]:
     """Features for train/val/test from the cache, extracting (and caching) the missing splits.
 
-    ``model`` is an ArtClassifier: its ``backbone``, ``normalize`` and ``data_config`` are used.
-    ``digest`` is ``weights_digest(model.backbone)`` when the caller has it already.
+    ``model`` is an ArtClassifier (its ``predict_step`` gives the features); ``device`` as in
+    ``resolve_device`` (None: the GPU when there is one). ``digest`` is
+    ``weights_digest(model.backbone)`` when the caller has it already.
     Returns the features and, per split, whether it came from the cache.
     """
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     digest = digest or weights_digest(model.backbone)
     transform = build_transform(model.data_config, training=False)
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hits: dict[str, bool] = {}
-    normalize = model.normalize
     model.to(device)
     for split in SPLITS:
         key = cache_key(digest, store_dir, split, model.data_config)
@@ -108,7 +90,7 @@ def cached_features(
             ds = H5ImageDataset(split_file(store_dir, split), transform)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
             with torch.random.fork_rng():  # a cache miss must not shift later random draws
-                x, y = extract(model.backbone, normalize, loader, device, f"features {split}")
+                x, y = extract(model, loader, f"features {split}")
             with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
                 f.create_dataset("features", data=x.astype(np.float32))
                 f.create_dataset("labels", data=y.astype(np.int64))

@@ -10,8 +10,11 @@ something a network must not see as-is (clipped to white, composited on black, s
 
 Pillow keeps its safety switches in module globals (``Image.MAX_IMAGE_PIXELS``,
 ``ImageFile.LOAD_TRUNCATED_IMAGES``). We never change them for good: the pixel limit is our
-own ``max_pixels`` argument, and the rare moment we must flip a global (see ``_pil_globals``)
-is short, under a lock, and restored in ``finally``.
+own ``MAX_PIXELS``, and the rare moment we must flip a global (see ``_pil_globals``) is
+short, under a lock, and restored in ``finally``.
+
+Which files of a folder count as images is decided here too (``list_image_files``), once for
+prepare's folder readers, ``predict`` and ``saliency``.
 """
 
 from __future__ import annotations
@@ -22,28 +25,38 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS",
+    "MAX_PIXELS",
+    "NON_IMAGE_EXTENSIONS",
     "ImageRejected",
-    "decode_jpeg_bytes",
     "encode_jpeg",
-    "image_to_uint8_chw",
+    "list_image_files",
     "load_rgb",
-    "probe",
     "to_rgb",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Pillow's own hard limit (2 x its warning threshold, ~179 megapixels). Large museum scans
-#: (e.g. 10000 x 14000) pass; crafted bombs and absurd scans do not. Raise it per call.
-DEFAULT_MAX_PIXELS: int = 2 * 89_478_485
+#: (e.g. 10000 x 14000) pass; crafted bombs and absurd scans do not.
+MAX_PIXELS: int = 2 * 89_478_485
+
+#: Extensions that are certainly not images; every other file of an image folder is kept so
+#: that a corrupt or misnamed file is rejected later *with a reason* by the decoder.
+NON_IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".txt", ".csv", ".tsv", ".json", ".xml", ".md", ".rst", ".html", ".htm", ".yaml",
+        ".yml", ".ini", ".cfg", ".log", ".py", ".ipynb", ".mat", ".h5", ".hdf5", ".npy",
+        ".npz", ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".safetensors", ".zip", ".tar",
+        ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".pdf", ".doc", ".docx", ".db", ".ds_store",
+    }
+)  # fmt: skip
 
 #: Transparent pixels are composited on white: museum and shop images with an alpha channel
 #: are meant to be shown on a white page; black would add a dark frame nobody ever saw.
@@ -77,41 +90,34 @@ class ImageRejected(Exception):
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
-def load_rgb(
-    src: Source,
-    *,
-    shorter_side: int | None = None,
-    max_side: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Image.Image:
+def load_rgb(src: Source, *, shorter_side: int | None = None) -> Image.Image:
     """Decode ``src`` (a path, or the file's bytes) to a fully loaded 8-bit RGB image.
 
     - EXIF orientation is applied, so the pixels are the way a person sees the photo.
     - Every Pillow mode becomes RGB (see ``to_rgb``): alpha on white, 16-bit scaled not
       clipped, CMYK/YCbCr/LAB converted.
-    - ``shorter_side``/``max_side`` only ever shrink (aspect ratio kept; the binding side
-      gets exactly the requested length). Smaller images are kept as they are: upscaling
+    - ``shorter_side`` only ever shrinks (aspect ratio kept; the shorter side gets exactly
+      the requested length). Smaller images are kept as they are: upscaling
       adds no information, costs store space, and timm's transforms resize at train time
       anyway. JPEGs are decoded at a reduced DCT scale first (``Image.draft``: the largest
       power of two that keeps both sides >= the target), which is several times faster and
       lighter than decoding a full museum scan and throwing most of it away.
     - Rejections raise ``ImageRejected``: zero-byte, not an image, truncated or corrupt data,
-      more than ``max_pixels`` pixels (checked on the header, before any decoding),
+      more than ``MAX_PIXELS`` pixels (checked on the header, before any decoding),
       missing or unreadable file.
 
     The returned image owns its pixels: no file handle stays open.
     """
-    for name, value in (("shorter_side", shorter_side), ("max_side", max_side)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be a positive number of pixels or None, got {value}")
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if shorter_side is not None and shorter_side < 1:
+        raise ValueError(
+            f"shorter_side must be a positive number of pixels or None, got {shorter_side}"
+        )
 
     if isinstance(src, bytes | bytearray | memoryview):
         data = bytes(src)
         if not data:
             raise ImageRejected("zero-byte file")
-        return _decode(io.BytesIO(data), None, shorter_side, max_side, max_pixels)
+        return _decode(io.BytesIO(data), None, shorter_side)
 
     path = os.fspath(src)
     try:
@@ -127,15 +133,11 @@ def load_rgb(
             raise ImageRejected(f"unreadable: {_strerror(e)}", path) from None
         if empty:
             raise ImageRejected("zero-byte file", path)
-        return _decode(fh, path, shorter_side, max_side, max_pixels)
+        return _decode(fh, path, shorter_side)
 
 
 def _decode(
-    fh: io.BufferedIOBase | io.BytesIO,
-    path: str | None,
-    shorter_side: int | None,
-    max_side: int | None,
-    max_pixels: int,
+    fh: io.BufferedIOBase | io.BytesIO, path: str | None, shorter_side: int | None
 ) -> Image.Image:
     fmt = None
     try:
@@ -144,12 +146,12 @@ def _decode(
         with im:
             fmt = im.format
             w, h = im.size
-            if w * h > max_pixels:
+            if w * h > MAX_PIXELS:
                 raise ImageRejected(
-                    f"decompression bomb: {w}x{h} pixels exceeds limit {max_pixels}", path
+                    f"decompression bomb: {w}x{h} pixels exceeds limit {MAX_PIXELS}", path
                 )
             orientation = _orientation(im)
-            target = _target_size((w, h), shorter_side, max_side)
+            target = _target_size((w, h), shorter_side)
             if target is not None and isinstance(im, JpegImagePlugin.JpegImageFile):
                 # Size is in stored (pre-rotation) axes, like the file's own size.
                 im.draft("RGB", target)
@@ -253,27 +255,16 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def _target_size(
-    size: tuple[int, int], shorter_side: int | None, max_side: int | None
-) -> tuple[int, int] | None:
-    """Size after shrinking to ``shorter_side``/``max_side`` (whichever binds), None = keep."""
+def _target_size(size: tuple[int, int], shorter_side: int | None) -> tuple[int, int] | None:
+    """Size after shrinking the shorter side to ``shorter_side``; None = keep as it is."""
     w, h = size
-    short, long_ = min(w, h), max(w, h)
-    candidates = []
-    if shorter_side is not None and short > shorter_side:
-        candidates.append((shorter_side / short, "short", shorter_side))
-    if max_side is not None and long_ > max_side:
-        candidates.append((max_side / long_, "long", max_side))
-    if not candidates:
+    if shorter_side is None or min(w, h) <= shorter_side:
         return None
-    scale, which, exact = min(candidates)
-    tw, th = max(1, round(w * scale)), max(1, round(h * scale))
-    # Float rounding must not cost the binding side a pixel.
-    if which == "short":
-        tw, th = (exact, th) if w <= h else (tw, exact)
-    else:
-        tw, th = (exact, th) if w >= h else (tw, exact)
-    return tw, th
+    scale = shorter_side / min(w, h)
+    # The shorter side is set exactly: float rounding must not cost it a pixel.
+    if w <= h:
+        return shorter_side, max(1, round(h * scale))
+    return max(1, round(w * scale)), shorter_side
 
 
 def _orientation(im: Image.Image) -> int:
@@ -301,7 +292,7 @@ def _pil_globals(**values: object) -> Iterator[None]:
     Only used around ``Image.open`` (header parsing, microseconds) and, if another library
     switched truncation tolerance on globally, around ``load``. The lock serialises our own
     threads; another thread decoding outside this module during that window would see the
-    flipped value - an accepted, documented trade-off for exact per-call limits.
+    flipped value - an accepted, documented trade-off for our own exact limits.
     """
     targets = {
         "max_image_pixels": (Image, "MAX_IMAGE_PIXELS"),
@@ -339,29 +330,38 @@ def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
-def decode_jpeg_bytes(data: bytes) -> Image.Image:
-    """Decode bytes written by ``encode_jpeg`` (a round-trip helper: the DataLoader path decodes
-    in ``H5ImageDataset.image``).
+def _is_listed(name: str, extensions: Iterable[str] | None = None) -> bool:
+    """Whether a file called ``name`` is listed as an image (see ``list_image_files``)."""
+    if name.startswith("."):
+        return False
+    suffix = os.path.splitext(name)[1].lower()
+    if extensions is not None:
+        return suffix in {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    return suffix not in NON_IMAGE_EXTENSIONS
 
-    No checks beyond Pillow's: the store only holds images that ``load_rgb`` accepted.
+
+def list_image_files(
+    folder: str | os.PathLike[str], extensions: Iterable[str] | None = None
+) -> list[Path]:
+    """The image files of ``folder``: arttl's one listing policy (prepare's folder readers,
+    ``predict input=<folder>``, ``saliency images=<folder>``).
+
+    - recursive (symbolic links followed), sorted by name within each folder, a folder's files
+      before its sub-folders;
+    - hidden files and folders (a name starting with ``.``) are skipped;
+    - every extension is kept except certain non-images (``NON_IMAGE_EXTENSIONS``: text,
+      tables, archives, checkpoints, ...), so a file that does not decode is reported with
+      its reason instead of being passed over silently;
+    - ``extensions`` (e.g. ``[".jpg", ".png"]``, case-insensitive) keeps only those.
     """
-    im = Image.open(io.BytesIO(data))
-    im.load()  # a BytesIO is not a file handle, but load now so errors surface here
-    return to_rgb(im)
-
-
-def image_to_uint8_chw(img: Image.Image) -> np.ndarray:
-    """RGB image -> contiguous uint8 array (3, H, W), the layout torch models take."""
-    arr = np.asarray(to_rgb(img), dtype=np.uint8)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def probe(
-    path: str | os.PathLike[str] | Path, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[bool, str]:
-    """``(True, "")`` if ``path`` decodes fully, else ``(False, reason)``; never raises for data."""
-    try:
-        load_rgb(path, max_pixels=max_pixels)
-    except ImageRejected as e:
-        return False, e.reason
-    return True, ""
+    exts = None if extensions is None else tuple(extensions)
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        base = Path(dirpath)
+        found += [
+            base / name
+            for name in sorted(filenames)
+            if _is_listed(name, exts) and (base / name).is_file()
+        ]
+    return found

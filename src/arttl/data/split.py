@@ -23,13 +23,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from arttl.config_schema import SPLIT_BY, check_fractions
 from arttl.data.store import SPLITS
 from arttl.errors import ConfigError, choice_error
 
 log = logging.getLogger(__name__)
-
-#: Values of ``store.split_by``.
-SPLIT_BY: tuple[str, ...] = ("label", "group")
 
 _NO_GROUP_HINT = (
     "Give every image a group (e.g. its artist): for dataset=imagefolder set "
@@ -289,10 +287,7 @@ def assign_splits(
     ``ungrouped_rows`` (rows without a group) and ``groups_across_given_splits``; these three
     are None for ``split_by="label"``. Counts are over the input table.
     """
-    if not np.isclose(sum(fractions), 1.0) or min(fractions) < 0:
-        raise ConfigError(
-            f"store.fractions={list(fractions)} must be 3 non-negative numbers summing to 1."
-        )
+    check_fractions(fractions)
     if split_by not in SPLIT_BY:
         raise choice_error("store.split_by", split_by, SPLIT_BY)
     df = table.sort_values("path", kind="stable").reset_index(drop=True)

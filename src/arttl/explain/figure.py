@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from arttl.atomic import atomic_path
 from arttl.errors import ConfigError
-from arttl.explain.compare import Comparison, spearman, top_iou, write_agreement_csv
+from arttl.explain.agreement import spearman, top_iou, write_agreement_csv
+from arttl.explain.compare import Comparison, ModelResult
 
 __all__ = [
     "DEFAULT_CMAP",
@@ -183,6 +185,70 @@ def _short_path(path: Path) -> str:
     return str(path) if len(parts) <= 4 else "…/" + "/".join(parts[-3:])
 
 
+def _height(lines: int, points: float) -> float:
+    """Inches taken by ``lines`` lines of text at ``points``."""
+    return lines * points * LINE / 72
+
+
+def _header_lines(
+    comparison: Comparison, tags: list[str], overlay: bool, text_width: float
+) -> list[str]:
+    """The subtitle: which images, what the columns are, what each map is titled with."""
+    what = (
+        "its top-1 class and probability"
+        if comparison.target is None
+        else f"the probability of the explained class ({comparison.target})"
+    )
+    return _wrap(
+        f"{_image_source(comparison)}, one per row. Columns: the image (as the models see "
+        f"it), then one map per model ({', '.join(tags)})"
+        f"{' over the image' if overlay else ''}, titled with the model and {what}.",
+        text_width,
+        SUBTITLE_PT,
+    )
+
+
+def _cell_title(tag: str, result: ModelResult, kind: str, cell_inches: float) -> str:
+    """``A: <model name>`` wrapped to the cell (between a name's `` · `` parts where possible),
+    then ``<kind>: <label> (<probability>)``."""
+    name = result.model
+    lines = _wrap(f"{tag}: {name}", cell_inches, CELL_PT)
+    if len(lines) > 1 and " · " in name:
+        first, *rest = name.split(" · ")
+        lines = _wrap(f"{tag}: {first}", cell_inches, CELL_PT)
+        for part in rest:
+            lines += _wrap(f"· {part}", cell_inches, CELL_PT)
+    return "\n".join([*lines, f"{kind}: {result.label} ({result.probability:.0%})"])
+
+
+def _draw_map(
+    ax: Axes, image: np.ndarray, saliency: np.ndarray, overlay: bool, cmap: str, alpha: float
+) -> None:
+    shown = display_scale(saliency)
+    if overlay:
+        # Opacity follows saliency, so the artwork stays visible where the map is low.
+        rgba = colormaps[cmap](shown)
+        rgba[..., 3] = alpha * np.sqrt(shown)
+        ax.imshow(image)
+        ax.imshow(rgba)
+    else:
+        ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
+
+
+def _colour_bar(
+    fig: Figure, box: tuple[float, float, float, float], cmap: str, overlay: bool
+) -> None:
+    """The horizontal low-to-high bar in ``box`` (figure fractions), labelled with the scale."""
+    bar = fig.colorbar(
+        ScalarMappable(Normalize(0.0, 1.0), cmap=cmap),
+        cax=fig.add_axes(box),
+        orientation="horizontal",
+    )
+    bar.set_ticks([0.0, 1.0], labels=["low", "high"], fontsize=TEXT_PT)
+    scale = SCALE_NOTE + ("; overlay opacity also grows with saliency" if overlay else "")
+    bar.set_label(scale, fontsize=TEXT_PT)
+
+
 def comparison_figure(
     comparison: Comparison,
     overlay: bool = True,
@@ -196,54 +262,25 @@ def comparison_figure(
     ``overlay=False`` shows the maps alone.
 
     The layout is computed in inches, so every map is ``cell_inches`` wide whatever the number
-    of rows and columns, and every text is at least 9 pt.
+    of rows and columns, and every text is at least 9 pt. It stays one function: the heights
+    are summed first, then drawn top to bottom with the same running ``y``.
     """
     if not comparison.images:
         raise ValueError("no image was explained, so there is nothing to draw")
     cmap = check_cmap(cmap)
-    n_rows, n_models = len(comparison.images), len(comparison.model_names)
-    n_cols = 1 + n_models
-    tags = model_tags(n_models)
+    n_rows, n_cols = len(comparison.images), 1 + len(comparison.model_names)
+    tags = model_tags(n_cols - 1)
     width = 2 * MARGIN + n_cols * cell_inches + (n_cols - 1) * GAP
     text_width = width - 2 * MARGIN
 
-    def height(lines: int, points: float) -> float:
-        return lines * points * LINE / 72
-
-    # Header: what method, which images, what the columns are.
-    method = METHOD_TITLES.get(comparison.method, comparison.method)
-    what = (
-        "its top-1 class and probability"
-        if comparison.target is None
-        else f"the probability of the explained class ({comparison.target})"
-    )
-    header = _wrap(
-        f"{_image_source(comparison)}, one per row. Columns: the image (as the models see "
-        f"it), then one map per model ({', '.join(tags)})"
-        f"{' over the image' if overlay else ''}, titled with the model and {what}.",
-        text_width,
-        SUBTITLE_PT,
-    )
-    title = f"{method} saliency: where each model looks"
-    header_h = height(1, TITLE_PT) + height(len(header), SUBTITLE_PT) + 0.15
-
+    title = f"{METHOD_TITLES.get(comparison.method, comparison.method)} saliency: where each model looks"
+    header = _header_lines(comparison, tags, overlay, text_width)
+    header_h = _height(1, TITLE_PT) + _height(len(header), SUBTITLE_PT) + 0.15
     # Per row: a title block above the cells, the cells, the agreement lines below.
-    def cell_title(tag: str, name: str, label: str, probability: float) -> str:
-        kind = "top-1" if comparison.target is None else "class"
-        lines = _wrap(f"{tag}: {name}", cell_inches, CELL_PT)
-        if len(lines) > 1 and " · " in name:  # break between a name's parts where possible
-            first, *rest = name.split(" · ")
-            lines = _wrap(f"{tag}: {first}", cell_inches, CELL_PT)
-            for part in rest:
-                lines += _wrap(f"· {part}", cell_inches, CELL_PT)
-        return "\n".join([*lines, f"{kind}: {label} ({probability:.0%})"])
-
+    kind = "top-1" if comparison.target is None else "class"
     titles = [
         [f"{img.name}\n(image)"]
-        + [
-            cell_title(tag, r.model, r.label, r.probability)
-            for tag, r in zip(tags, img.results, strict=True)
-        ]
+        + [_cell_title(tag, r, kind, cell_inches) for tag, r in zip(tags, img.results, strict=True)]
         for img in comparison.images
     ]
     title_lines = [max(t.count("\n") + 1 for t in row) for row in titles]
@@ -252,12 +289,16 @@ def comparison_figure(
         for r in range(n_rows)
     ]
     row_heights = [
-        height(title_lines[r], CELL_PT) + 0.08 + cell_inches + 0.1 + height(len(texts[r]), TEXT_PT)
+        _height(title_lines[r], CELL_PT)
+        + 0.08
+        + cell_inches
+        + 0.1
+        + _height(len(texts[r]), TEXT_PT)
         for r in range(n_rows)
     ]
     notes = _wrap(footnote(comparison), text_width, TEXT_PT)
-    bar_h, bar_label_h = 0.16, height(1, TEXT_PT) + 0.25
-    footer_h = bar_h + bar_label_h + 0.15 + height(len(notes), TEXT_PT)
+    bar_h, bar_label_h = 0.16, _height(1, TEXT_PT) + 0.25
+    footer_h = bar_h + bar_label_h + 0.15 + _height(len(notes), TEXT_PT)
     total = header_h + sum(row_heights) + ROW_GAP * n_rows + footer_h + 2 * MARGIN
 
     fig = Figure(figsize=(width, total))
@@ -267,12 +308,12 @@ def comparison_figure(
         return 1 - inches_from_top / total
 
     fig.text(0.5, fy(y), title, ha="center", va="top", fontsize=TITLE_PT, fontweight="bold")
-    y += height(1, TITLE_PT)
+    y += _height(1, TITLE_PT)
     fig.text(0.5, fy(y), "\n".join(header), ha="center", va="top", fontsize=SUBTITLE_PT)
-    y += header_h - height(1, TITLE_PT)
+    y += header_h - _height(1, TITLE_PT)
 
     for r, img in enumerate(comparison.images):
-        y += height(title_lines[r], CELL_PT) + 0.08
+        y += _height(title_lines[r], CELL_PT) + 0.08
         for c in range(n_cols):
             left = MARGIN + c * (cell_inches + GAP)
             ax = fig.add_axes(
@@ -282,31 +323,18 @@ def comparison_figure(
             ax.set_title(titles[r][c], fontsize=CELL_PT, pad=4, linespacing=1.15)
             if c == 0:
                 ax.imshow(img.image)
-                continue
-            shown = display_scale(img.results[c - 1].map)
-            if overlay:
-                # Opacity follows saliency, so the artwork stays visible where the map is low.
-                rgba = colormaps[cmap](shown)
-                rgba[..., 3] = alpha * np.sqrt(shown)
-                ax.imshow(img.image)
-                ax.imshow(rgba)
             else:
-                ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
+                _draw_map(ax, img.image, img.results[c - 1].map, overlay, cmap, alpha)
         y += cell_inches + 0.1
         if texts[r]:
             fig.text(
                 MARGIN / width, fy(y), "\n".join(texts[r]), ha="left", va="top", fontsize=TEXT_PT
             )
-        y += height(len(texts[r]), TEXT_PT) + ROW_GAP
+        y += _height(len(texts[r]), TEXT_PT) + ROW_GAP
 
     bar_w = min(text_width, 4.0)
-    cax = fig.add_axes(((width - bar_w) / 2 / width, fy(y + bar_h), bar_w / width, bar_h / total))
-    bar = fig.colorbar(
-        ScalarMappable(Normalize(0.0, 1.0), cmap=cmap), cax=cax, orientation="horizontal"
-    )
-    bar.set_ticks([0.0, 1.0], labels=["low", "high"], fontsize=TEXT_PT)
-    scale = SCALE_NOTE + ("; overlay opacity also grows with saliency" if overlay else "")
-    bar.set_label(scale, fontsize=TEXT_PT)
+    box = ((width - bar_w) / 2 / width, fy(y + bar_h), bar_w / width, bar_h / total)
+    _colour_bar(fig, box, cmap, overlay)
     y += bar_h + bar_label_h + 0.15
     fig.text(MARGIN / width, fy(y), "\n".join(notes), ha="left", va="top", fontsize=TEXT_PT)
     return fig

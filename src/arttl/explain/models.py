@@ -39,11 +39,13 @@ from torch import nn
 
 from arttl.data.transforms import build_transform
 from arttl.errors import ConfigError, choice_error
+from arttl.inference.runner import resolve_device
 from arttl.models.backbone import (
     CHECKPOINT_SUFFIXES,
     WEIGHT_FILE_SUFFIXES,
     check_backbone_name,
 )
+from arttl.models.classifier import ArtClassifier, normalize_pixels, pixel_scale
 from arttl.models.weights import resolve_pretrained_file
 
 __all__ = [
@@ -54,7 +56,6 @@ __all__ = [
     "describe_checkpoint",
     "load_model",
     "load_models",
-    "resolve_device",
 ]
 
 IMAGENET = "imagenet"
@@ -206,11 +207,11 @@ class ExplainedModel:
         return h / math.floor(h / crop_pct)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (0..255) images, (3, H, W) or (B, 3, H, W) -> the network's float input."""
+        """uint8 (0..255) images, (3, H, W) or (B, 3, H, W) -> the network's float input, by the
+        classifier's own normalisation (also for ImageNet networks that are no ArtClassifier)."""
         x = x.unsqueeze(0) if x.ndim == 3 else x
-        mean = torch.tensor(self.data_config["mean"], device=x.device).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.data_config["std"], device=x.device).view(1, 3, 1, 1) * 255.0
-        return (x.float() - mean) / std
+        mean, std = pixel_scale(self.data_config)
+        return normalize_pixels(x, mean.to(x.device), std.to(x.device))
 
     def preprocess(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 (3, H, W) view the model sees, normalised (1, 3, H, W) input on its device)."""
@@ -238,21 +239,6 @@ class ExplainedModel:
             if str(target) in (full, short):
                 return i
         raise choice_error(f"target (model {self.name})", target, names[:50])
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"device={device!r} is not valid; use auto, cpu or cuda ({err})."
-        ) from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r}: CUDA is not available here; use device=cpu or auto.")
-    return resolved
 
 
 def _imagenet_class_names(model: nn.Module) -> list[str]:
@@ -329,8 +315,6 @@ def load_model(
     prefix, path_str = _split_backbone_prefix(spec)
     path = Path(path_str).expanduser()
     if path_str.endswith(CHECKPOINT_SUFFIXES):
-        from arttl.models.classifier import ArtClassifier
-
         if not path.is_file():
             raise ConfigError(f"models: {spec!r}: checkpoint not found.")
         try:

@@ -17,8 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure  # not pyplot: no global state, the caller's backend untouched
-from rich.console import Console
-from rich.progress import track
 from torch.utils.data import DataLoader
 from torchmetrics.classification import (
     MulticlassConfusionMatrix,
@@ -39,11 +37,11 @@ from arttl.data.store import (
 )
 from arttl.errors import ConfigError, choice_error
 from arttl.inference.prediction import load_classifier
+from arttl.inference.runner import STDERR, predict_batches, top_k_table
 from arttl.models.classifier import ArtClassifier, compute_metrics
 from arttl.training.provenance import hashes_to_tensor
 
 TOP_K_SAVED = 5  # ranks written per image in predictions.csv
-STDERR = Console(stderr=True)  # progress on stderr keeps stdout for the results
 
 
 def resolve_split_file(model: ArtClassifier, store: str | Path | None, split: str | None) -> Path:
@@ -147,24 +145,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-@torch.inference_mode()
 def predict_logits(
     model: ArtClassifier, dataset: H5ImageDataset, batch_size: int = 64, num_workers: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, C) float32 on CPU, labels (N,)) for every image of ``dataset``, in order."""
-    device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     logits, labels = [], []
-    batches = track(loader, "predicting", len(loader), transient=True, console=STDERR)
-    for x, y in batches:
-        logits.append(model.logits(x.to(device)).float().cpu())
+    for (_, y), out in predict_batches(model, loader, output="logits"):
+        logits.append(out)
         labels.append(y)
     return torch.cat(logits), torch.cat(labels)
-
-
-def summary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
-    """top-1/3/5, macro top-1 and loss by the training metrics' own definition (one top-k rule)."""
-    return compute_metrics(logits, labels)
 
 
 def per_class_report(
@@ -286,14 +276,10 @@ def predictions_table(
     probs: torch.Tensor, labels: torch.Tensor, paths: list[str], class_names: list[str]
 ) -> pd.DataFrame:
     """One row per image: path, true label, top ranks (label_r, prob_r), prob of the true class."""
-    k = min(TOP_K_SAVED, probs.shape[1])
-    top_p, top_i = probs.topk(k, dim=1)
     names = np.array(class_names, dtype=object)
     table = pd.DataFrame({"index": np.arange(len(labels)), "path": paths})
     table["label"] = names[labels.numpy()]
-    for r in range(k):
-        table[f"label_{r + 1}"] = names[top_i[:, r].numpy()]
-        table[f"prob_{r + 1}"] = top_p[:, r].numpy()
+    table = pd.concat([table, top_k_table(probs, class_names, TOP_K_SAVED)], axis=1)
     table["prob_true"] = probs.gather(1, labels[:, None]).squeeze(1).numpy()
     table["correct"] = table["label"] == table["label_1"]
     return table
@@ -357,6 +343,32 @@ def _summary_md(ev: Evaluation, hp: dict[str, Any], shown: list[str], mistakes: 
     return "\n".join(lines)
 
 
+def _metrics(
+    model: ArtClassifier,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    source: dict[str, str],
+    leakage: dict[str, Any],
+) -> dict[str, Any]:
+    """metrics.json: what was evaluated (``source``: checkpoint, store file, split), the
+    metrics by training's own definitions (one top-k rule), the top-1 interval, the leakage."""
+    hp = dict(model.hparams)
+    metrics: dict[str, Any] = {
+        **source,
+        "samples": len(labels),
+        "num_classes": len(model.class_names),
+        **{k: hp.get(k) for k in ("experiment", "dataset", "challenge", "backbone", "mode")},
+        "weights": None if hp.get("weights") is None else str(hp.get("weights")),
+        **compute_metrics(logits, labels),
+    }
+    correct = int((logits.argmax(dim=1) == labels).sum())
+    metrics["top1_ci95"] = list(wilson_interval(correct, len(labels)))
+    metrics["run_id"] = (model.provenance or {}).get("run_id")
+    metrics["same_store_as_training"] = leakage["same_store_as_training"]
+    metrics["images_seen_in_training"] = leakage["seen"]
+    return metrics
+
+
 def evaluate_checkpoint(
     ckpt: str | Path,
     out_dir: str | Path,
@@ -388,30 +400,21 @@ def evaluate_checkpoint(
     probs = logits.softmax(dim=1)
     names = model.class_names
     hp = dict(model.hparams)
-    metrics: dict[str, Any] = {
-        "checkpoint": str(ckpt),
-        "store_file": str(path),
-        "split": split,
-        "samples": len(labels),
-        "num_classes": len(names),
-        **{k: hp.get(k) for k in ("experiment", "dataset", "challenge", "backbone", "mode")},
-        "weights": None if hp.get("weights") is None else str(hp.get("weights")),
-        **summary_metrics(logits, labels),
-    }
-    correct = int((logits.argmax(dim=1) == labels).sum())
-    metrics["top1_ci95"] = list(wilson_interval(correct, len(labels)))
-    metrics["run_id"] = (model.provenance or {}).get("run_id")
-    metrics["same_store_as_training"] = leakage["same_store_as_training"]
-    metrics["images_seen_in_training"] = leakage["seen"]
     ev = Evaluation(
-        metrics=metrics,
+        metrics=_metrics(
+            model,
+            logits,
+            labels,
+            {"checkpoint": str(ckpt), "store_file": str(path), "split": split},
+            leakage,
+        ),
         per_class=per_class_report(logits, labels, names),
         predictions=predictions_table(probs, labels, dataset.paths(), names),
         out_dir=Path(out_dir),
     )
     out = ev.out_dir
     counts = confusion_counts(logits, labels)
-    write_json_atomic(out / "metrics.json", json.loads(json.dumps(metrics, default=str)))
+    write_json_atomic(out / "metrics.json", json.loads(json.dumps(ev.metrics, default=str)))
     for name, frame, fmt in (
         ("per_class.csv", ev.per_class, "%.6f"),
         ("predictions.csv", ev.predictions, "%.6f"),

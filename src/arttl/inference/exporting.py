@@ -26,7 +26,7 @@ import arttl
 from arttl.atomic import atomic_path, write_json_atomic
 from arttl.errors import ConfigError, choice_error
 from arttl.inference.prediction import load_classifier
-from arttl.models.classifier import ArtClassifier
+from arttl.models.classifier import ArtClassifier, normalize_pixels
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -52,7 +52,7 @@ class InferenceNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.include_normalization:
-            x = (x.float() - self.mean) / self.std
+            x = normalize_pixels(x, self.mean, self.std)
         return self.head(self.backbone(x))
 
 

@@ -14,27 +14,14 @@ from typing import Any
 
 import pandas as pd
 import torch
-from rich.console import Console
-from rich.progress import track
 from torch.utils.data import DataLoader, Dataset
 
 from arttl.atomic import atomic_path, write_json_atomic
-from arttl.data.images import ImageRejected, load_rgb
+from arttl.data.images import ImageRejected, list_image_files, load_rgb
 from arttl.errors import ConfigError
+from arttl.inference.runner import predict_batches, resolve_device, top_k_table
 from arttl.models.classifier import ArtClassifier
 
-IMAGE_SUFFIXES = (
-    ".jpg",
-    ".jpeg",
-    ".jpe",
-    ".jfif",
-    ".png",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".webp",
-    ".gif",
-)
 LIST_SUFFIXES = (".txt", ".lst", ".csv")
 
 
@@ -52,19 +39,6 @@ def load_classifier(ckpt: str | Path, device: str = "cpu") -> ArtClassifier:
     return model.to(resolve_device(device)).eval()
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``auto`` (or None) = the GPU when there is one."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"device={device!r} is not valid; use auto, cpu or cuda[:N].") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r}: CUDA is not available here; use device=cpu.")
-    return dev
-
-
 def _read_list(path: Path) -> list[Path]:
     """Paths from a .txt/.lst (one per line, # comments) or .csv (a ``path`` column)."""
     if path.suffix.lower() == ".csv":
@@ -80,10 +54,11 @@ def _read_list(path: Path) -> list[Path]:
 
 
 def gather_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Image files named by ``spec``: an image, a folder (recursive), a list file, or a list.
+    """Image files named by ``spec``: an image, a folder, a list file, or a list of these.
 
-    Entries of a list file that do not exist are kept, so they are reported as skipped; a
-    path given directly that does not exist is an error.
+    A folder is listed by ``arttl.data.images.list_image_files`` (recursive, hidden files and
+    certain non-images left out). Entries of a list file that do not exist are kept, so they
+    are reported as skipped; a path given directly that does not exist is an error.
     """
     specs = [spec] if isinstance(spec, str | Path) else list(spec)
     if not specs:
@@ -92,13 +67,11 @@ def gather_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     for item in specs:
         path = Path(str(item)).expanduser()
         if path.is_dir():
-            images = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            images = list_image_files(path)
             if not images:
                 raise ConfigError(
-                    f"input={str(path)!r}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this "
-                    "folder or below."
+                    f"input={str(path)!r}: no image files in this folder or below (hidden "
+                    "files and non-image extensions such as .txt are left out)."
                 )
             found += images
         elif path.is_file():
@@ -129,13 +102,14 @@ class ImageFiles(Dataset):
         return self.transform(img), index, ""
 
 
-def _collate(items: list[tuple[torch.Tensor | None, int, str]]) -> dict[str, Any]:
+Batch = tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]
+
+
+def _collate(items: list[tuple[torch.Tensor | None, int, str]]) -> Batch:
+    """(images of the readable files or None, their indices, (index, reason) of the others)."""
     ok = [(x, i) for x, i, _ in items if x is not None]
-    return {
-        "images": torch.stack([x for x, _ in ok]) if ok else None,
-        "index": [i for _, i in ok],
-        "rejected": [(i, reason) for x, i, reason in items if x is None],
-    }
+    images = torch.stack([x for x, _ in ok]) if ok else None
+    return images, [i for _, i in ok], [(i, reason) for x, i, reason in items if x is None]
 
 
 @dataclass
@@ -162,7 +136,6 @@ class Predictions:
         return out
 
 
-@torch.inference_mode()
 def predict_images(
     model: ArtClassifier,
     paths: Sequence[Path],
@@ -171,38 +144,31 @@ def predict_images(
     num_workers: int = 0,
     shorter_side: int | None = None,
 ) -> Predictions:
-    """Batched top-k probabilities for ``paths`` with the checkpoint's eval transform."""
+    """Batched top-k probabilities for ``paths`` with the checkpoint's eval transform (through
+    ``predict_batches``, like evaluate); unreadable files go to ``rejected`` with their reason."""
     if top_k < 1:
         raise ConfigError(f"top_k={top_k} must be at least 1.")
-    k = min(int(top_k), len(model.class_names))
-    device = next(model.parameters()).device
     loader = DataLoader(
         ImageFiles(paths, model.eval_transform(), shorter_side),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=_collate,
     )
-    names = model.class_names
-    rows: list[dict[str, Any]] = []
+    kept: list[int] = []
+    probs: list[torch.Tensor] = []
     rejected: list[dict[str, str]] = []
-    progress = Console(stderr=True)  # stdout stays for the results table
-    for batch in track(loader, "predicting", len(loader), transient=True, console=progress):
-        rejected += [{"path": str(paths[i]), "reason": r} for i, r in batch["rejected"]]
-        if batch["images"] is None:
-            continue
-        probs = model.predict_proba(batch["images"].to(device)).cpu()
-        top_p, top_i = probs.topk(k, dim=1)
-        for index, p_row, i_row in zip(batch["index"], top_p.tolist(), top_i.tolist(), strict=True):
-            row: dict[str, Any] = {"path": str(paths[index])}
-            for rank, (p, i) in enumerate(zip(p_row, i_row, strict=True), start=1):
-                row[f"label_{rank}"] = names[i]
-                row[f"prob_{rank}"] = p
-            rows.append(row)
-    columns = ["path"] + [f"{c}_{r}" for r in range(1, k + 1) for c in ("label", "prob")]
+    for (_, index, failed), out in predict_batches(model, loader, output="probs"):
+        rejected += [{"path": str(paths[i]), "reason": r} for i, r in failed]
+        if out is not None:
+            kept += index
+            probs.append(out)
+    all_probs = torch.cat(probs) if probs else torch.empty(0, len(model.class_names))
+    ranks = top_k_table(all_probs, model.class_names, top_k)
+    table = pd.concat([pd.DataFrame({"path": [str(paths[i]) for i in kept]}), ranks], axis=1)
     return Predictions(
-        table=pd.DataFrame(rows, columns=columns),
+        table=table,
         rejected=pd.DataFrame(rejected, columns=["path", "reason"]),
-        top_k=k,
+        top_k=ranks.shape[1] // 2,  # a label and a prob per rank, capped at the classes
     )
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +13,17 @@ import timm
 import torch
 from torch import nn
 
+from arttl.config_rules import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES
+from arttl.config_rules import WEIGHT_FILE_SUFFIXES as WEIGHT_FILE_SUFFIXES
+from arttl.config_rules import weights_kind
 from arttl.errors import ConfigError
 from arttl.models.weights import (
-    is_imagenet,
     local_pretrained_file,
     pretrained_name,
     resolve_pretrained_file,
 )
 
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-CHECKPOINT_SUFFIXES = (".ckpt",)
+log = logging.getLogger(__name__)
 
 
 def check_backbone_name(name: str) -> None:
@@ -68,12 +72,7 @@ def cached_imagenet_file(name: str) -> Path | None:
 def load_arttl_backbone_state(ckpt: str | Path, backbone: str) -> dict[str, torch.Tensor]:
     """The backbone tensors of an earlier arttl checkpoint (its head is dropped on purpose)."""
     ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise ConfigError(
-            f"backbone.weights={str(ckpt)!r}: checkpoint not found. Train the source experiment first, "
-            "e.g. `python -m arttl.train +experiment=rijks_type backbone=<same backbone> "
-            "mode=fine_tune`, which writes checkpoints/<experiment>/<backbone>-<mode>.ckpt."
-        )
+    weights_kind(ckpt)  # a missing file: "checkpoint not found", and how to make it
     payload = torch.load(ckpt, map_location="cpu", weights_only=False)
     hparams = payload.get("hyper_parameters", {})
     if "state_dict" not in payload or "backbone" not in hparams:
@@ -87,22 +86,42 @@ def load_arttl_backbone_state(ckpt: str | Path, backbone: str) -> dict[str, torc
     return {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
 
 
-def _check_loaded(model: nn.Module, fresh: nn.Module, weights: str, name: str) -> None:
-    """timm loads with strict=False once the classifier is dropped (num_classes=0), so a file of
-    another architecture would leave the random init in place with only a log line. A parameter
-    still equal to the same-seed random init (constant inits such as BatchNorm's excepted) was
-    not in the file."""
-    init = dict(fresh.named_parameters())
-    missing = [
-        key
-        for key, p in model.named_parameters()
-        if torch.equal(p, init[key]) and not bool((init[key] == init[key].flatten()[0]).all())
-    ]
+def _checkpoint_filter(model: nn.Module) -> Callable[..., dict[str, Any]] | None:
+    """The architecture's ``checkpoint_filter_fn`` (e.g. ViT position embeddings resampled to
+    another image size), which timm's own pretrained loading applies to a weights file too."""
+    return getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+
+
+def load_weights_file(model: nn.Module, weights: str, name: str) -> None:
+    """Load a weights file into ``model`` with timm's loader, refusing one that lacks tensors.
+
+    The file's classifier is dropped on purpose (num_classes=0), so the load cannot be strict:
+    timm reports the missing and unexpected keys instead. A missing tensor would silently keep
+    its random init, so it is an error; a surplus one is ignored with a warning.
+    """
+    try:
+        result = timm.models.load_checkpoint(
+            model, weights, strict=False, filter_fn=_checkpoint_filter(model)
+        )
+    except RuntimeError as err:  # a tensor of the right name but another shape
+        raise ConfigError(
+            f"backbone.weights={weights!r} does not fit backbone {name!r}: {str(err)[:300]}"
+        ) from err
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing:
         raise ConfigError(
             f"backbone.weights={weights!r} does not fit backbone {name!r}: {len(missing)} "
             f"tensors were not in the file ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}). "
             "Pass weights saved from the same timm architecture."
+        )
+    classifier = model.pretrained_cfg.get("classifier") or ()
+    heads = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    unexpected = [k for k in result.unexpected_keys if k.rpartition(".")[0] not in heads]
+    if unexpected:
+        log.warning(
+            f"backbone.weights={weights!r}: {len(unexpected)} tensors of the file are not in "
+            f"backbone {name!r} and were ignored ({', '.join(unexpected[:5])}"
+            f"{', ...' if len(unexpected) > 5 else ''})."
         )
 
 
@@ -117,41 +136,25 @@ def create_backbone(
     or an arttl ``.ckpt`` (only its backbone tensors are used).
     """
     check_backbone_name(name)
-    weights = "none" if weights in (None, "", "none", "None", False) else str(weights)
-    if weights == "none":
+    kind = weights_kind(weights)  # a missing file or an unknown value is a ConfigError
+    weights = "none" if kind == "none" else str(weights)
+    if kind == "none":
         model = _create(name, image_size, pretrained=False)
-    elif is_imagenet(weights):
+    elif kind == "imagenet":
         # The tagged name selects the tag's pretrained cfg, so its data config comes along.
         full = pretrained_name(name, weights)
         path = resolve_pretrained_file(name, weights)
         model = _create(
             full, image_size, pretrained=True, pretrained_cfg_overlay={"file": str(path)}
         )
-    elif weights.endswith(CHECKPOINT_SUFFIXES):
+    elif kind == "checkpoint":
         model = _create(name, image_size, pretrained=False)
         state = load_arttl_backbone_state(weights, name)
         model.load_state_dict(state, strict=True)
-    elif weights.endswith(WEIGHT_FILE_SUFFIXES):
-        if not Path(weights).is_file():
-            raise ConfigError(f"backbone.weights={weights!r}: file not found.")
-        try:
-            with torch.random.fork_rng():  # the same random init twice, global RNG untouched
-                torch.manual_seed(0)
-                fresh = _create(name, image_size, pretrained=False)
-                torch.manual_seed(0)
-                model = _create(
-                    name, image_size, pretrained=True, pretrained_cfg_overlay={"file": weights}
-                )
-        except RuntimeError as err:
-            raise ConfigError(
-                f"backbone.weights={weights!r} does not fit backbone {name!r}: {str(err)[:300]}"
-            ) from err
-        _check_loaded(model, fresh, weights, name)
-    else:
-        raise ConfigError(
-            f"backbone.weights={weights!r} is not valid; use imagenet, imagenet:<timm tag>, none, a "
-            f"weights file ({', '.join(WEIGHT_FILE_SUFFIXES)}) or an arttl checkpoint (.ckpt)."
-        )
+    else:  # a weights file
+        with torch.random.fork_rng():  # the file replaces the init: the run's RNG stays put
+            model = _create(name, image_size, pretrained=False)
+        load_weights_file(model, weights, name)
     data_config = dict(timm.data.resolve_model_data_config(model))
     if image_size is not None:
         data_config["input_size"] = (3, int(image_size), int(image_size))

@@ -26,12 +26,34 @@ from arttl.models.transfer import (
 
 TOP_KS = (1, 3, 5)
 METRIC_KEYS = (*(f"top{k}" for k in TOP_KS), "macro_top1", "loss")
+PREDICT_OUTPUTS = ("logits", "probs", "features")
 
 
 def has_top_k(k: int, num_classes: int) -> bool:
     """The project's one top-k rule: a top-k over all classes (k >= num_classes) is always 1,
     so it is not measured (null in results.json, metrics.json and the report)."""
     return k == 1 or k < num_classes
+
+
+def pixel_scale(data_config: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data config's mean and std as (1, 3, 1, 1) tensors on the 0..255 scale, so uint8
+    pixels are normalised without a division by 255 first."""
+    mean = torch.tensor(data_config["mean"]).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(data_config["std"]).view(1, 3, 1, 1) * 255.0
+    return mean, std
+
+
+def normalize_pixels(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 (or float 0..1) images -> the network's float input, with ``mean``/``std``
+    from :func:`pixel_scale`: the one normalisation of training, evaluate, predict, the feature
+    cache, saliency and the uint8 export."""
+    x = x.float() if x.dtype == torch.uint8 else x.float() * 255.0
+    return (x - mean) / std
+
+
+def batch_images(batch: Any) -> torch.Tensor | None:
+    """The images of a batch: the batch itself, or the first item of an (images, ...) tuple."""
+    return batch[0] if isinstance(batch, list | tuple) else batch
 
 
 def make_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -108,8 +130,9 @@ class ArtClassifier(L.LightningModule):
         self.trainable = apply_transfer_mode(self.backbone, mode, partial_fraction)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1) * 255.0)
+        mean, std = pixel_scale(data_config)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
         # What made this model (run id, store provenance, split members, run config): set by
         # arttl.training.run, saved in every checkpoint, read by resume and evaluate.
         self.provenance: dict[str, Any] = {}
@@ -135,8 +158,7 @@ class ArtClassifier(L.LightningModule):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 0..255 (or float 0..1) images -> the backbone's normalised float input."""
-        x = x.float() if x.dtype == torch.uint8 else x.float() * 255.0
-        x = (x - self.mean) / self.std
+        x = normalize_pixels(x, self.mean, self.std)
         if self.hparams["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -153,7 +175,7 @@ class ArtClassifier(L.LightningModule):
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(x).float().softmax(dim=-1)
+        return self.predict_step(x, 0, output="probs")
 
     def train(self, mode: bool = True) -> ArtClassifier:
         super().train(mode)
@@ -207,9 +229,19 @@ class ArtClassifier(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, self.test_metrics, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, list | tuple) else batch
-        return self.logits(x).float().softmax(dim=-1)
+    def predict_step(
+        self, batch: Any, batch_idx: int = 0, dataloader_idx: int = 0, *, output: str = "probs"
+    ) -> torch.Tensor:
+        """One batch of images -> float32 ``output``: logits, probabilities, or the pooled
+        backbone features (the off-the-shelf cache). The one inference step: evaluate, predict
+        and the feature cache all run it through ``arttl.inference.runner.predict_batches``."""
+        x = batch_images(batch)
+        if output == "features":
+            return self.backbone(self.normalize(x)).float()
+        if output not in PREDICT_OUTPUTS:
+            raise ValueError(f"output={output!r}; use one of {PREDICT_OUTPUTS}")
+        logits = self.logits(x).float()
+        return logits if output == "logits" else logits.softmax(dim=-1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.provenance:

@@ -1,1 +1,1 @@
-"""One training run: config validation, resume and checkpoints, DDP, fit/test, results."""
+"""One training run: precision, provenance, resume and checkpoints, DDP, fit/test, results."""

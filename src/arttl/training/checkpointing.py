@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from arttl.atomic import atomic_path, write_text_atomic
+from arttl.config_rules import check_resume_source
 from arttl.errors import ConfigError
 
 LAST = "last.ckpt"
@@ -146,11 +147,9 @@ def plan_resume(
     folder with results.json is ``finished``. Nothing found: a fresh run in ``run_dir``.
     """
     run_dir = Path(run_dir)
+    check_resume_source(resume, ckpt_path)  # not both; a given file exists
     if ckpt_path:
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path!r}: file not found; give a last.ckpt path.")
-        return ResumePlan(run_dir, path)
+        return ResumePlan(run_dir, Path(ckpt_path))
     if not resume:
         return ResumePlan(run_dir)
     own = run_dir / "checkpoints" / LAST

@@ -226,7 +226,7 @@ def lightning_device(
     if acc == "cuda":
         return "cuda"
     if acc not in (AUTO, "gpu"):
-        return acc  # cpu, mps, tpu, hpu: what was asked (validation refuses unknown names)
+        return acc  # cpu, mps, tpu, hpu: what was asked (the config check refuses unknown names)
     mps = _mps_available() if mps_available is None else mps_available
     cuda = _cuda_available() if cuda_available is None else cuda_available
     if mps:  # Lightning asks MPS first, for "auto" and "gpu" alike
@@ -259,7 +259,7 @@ def normalize_precision(requested: Any) -> str:
 
 
 def check_precision(requested: Any) -> str | None:
-    """The config-check message for a bad ``trainer.precision``, or None (for validation.py)."""
+    """The config-check message for a bad ``trainer.precision``, or None (for arttl.config_schema)."""
     try:
         normalize_precision(requested)
     except ValueError as err:

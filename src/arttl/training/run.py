@@ -12,15 +12,17 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 import arttl
 from arttl.atomic import atomic_path
+from arttl.config_schema import check_train_config, resolved
 from arttl.data.build import store_provenance
 from arttl.data.config import prepare_from_config
-from arttl.data.datamodule import FeatureDataModule, StoreDataModule, check_store
-from arttl.data.features import cached_features, weights_digest
+from arttl.data.datamodule import check_store
+from arttl.data.features import weights_digest
 from arttl.data.store import read_class_names, split_file
 from arttl.data.summary import print_store_summary
 from arttl.models.classifier import ArtClassifier, metric_record
@@ -44,9 +46,8 @@ from arttl.training.provenance import (
     run_identity,
     split_members,
 )
-from arttl.training.validation import resolved, validate_config
 
-__all__ = ["build_model", "build_trainer", "run_training"]
+__all__ = ["build_model", "build_trainer", "recorded_config", "run_training"]
 
 log = logging.getLogger(__name__)
 
@@ -95,35 +96,50 @@ def build_model(
     )
 
 
-def _trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kwargs = {
-        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None
-    }
-    kwargs.pop("_target_", None)
-    return kwargs
+def _lightning_defaults(trainer: DictConfig) -> DictConfig:
+    """``conf/trainer`` without its null keys: null means Lightning's own default there
+    (e.g. ``trainer.num_nodes=null``), which passing None would not give."""
+    keys = OmegaConf.to_container(trainer, resolve=True)
+    return OmegaConf.create({k: v for k, v in keys.items() if v is not None})
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """``conf/callbacks``, each instantiated (null drops one), and arttl's own."""
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks.append(RNGState())  # exact resume depends on it: no setting, so not in YAML
+    if cfg.mode.name == "gradual":
+        callbacks.append(
+            HeadFirstFinetuning(
+                unfreeze_backbone_at_epoch=int(cfg.mode.unfreeze_at_epoch),
+                # Lightning's ramp (its defaults): the backbone joins at lr x ratio, then its lr
+                # doubles every epoch until it reaches the head's (should_align)
+                backbone_initial_ratio_lr=float(cfg.mode.get("backbone_lr_ratio", 0.1)),
+            )
+        )
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger] | bool:
+    """``conf/logger``: a dict of loggers by name (logger=[csv,tensorboard] combines presets,
+    logger.<name>=null drops one); False (no logging) when none is left or ``~logger``."""
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return loggers or False
 
 
 def build_trainer(
     cfg: DictConfig, run_dir: Path, choice: PrecisionChoice | None = None
 ) -> L.Trainer:
     choice = choice or precision_choice(cfg)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks.append(RNGState())
-    if cfg.mode.name == "gradual":
-        callbacks.append(
-            HeadFirstFinetuning(
-                unfreeze_backbone_at_epoch=int(cfg.mode.unfreeze_at_epoch),
-                backbone_initial_ratio_lr=float(cfg.mode.get("backbone_lr_ratio", 0.1)),
-            )
-        )
-    loggers = [instantiate(c) for c in cfg.logger] if cfg.logger else False
-    kwargs = {**_trainer_kwargs(cfg), "precision": choice.precision}
-    trainer = L.Trainer(
-        **kwargs,
-        callbacks=callbacks,
-        logger=loggers,
+    # Known only at run time: precision resolved for this machine, the (possibly resumed) run
+    # folder, crash-safe checkpoint writes (not a setting), and callbacks/loggers built above.
+    trainer = instantiate(
+        _lightning_defaults(cfg.trainer),
+        precision=choice.precision,
+        callbacks=build_callbacks(cfg),
+        logger=build_loggers(cfg),
         default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()],
+        _convert_="all",
     )
     if trainer.is_global_zero:
         log.info(choice.describe())
@@ -136,15 +152,27 @@ def build_tester(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> L.Traine
     keep their trainer (a second one cannot join the running process group)."""
     if trainer.world_size > 1 or trainer.precision == "32-true":
         return trainer
-    kwargs = {**_trainer_kwargs(cfg), "precision": "32-true"}
     progress = cfg.callbacks.get("progress")
-    return L.Trainer(
-        **kwargs,
+    # Evaluation settings, fixed whatever the YAML trains with: fp32, no logs, no checkpoints.
+    return instantiate(
+        _lightning_defaults(cfg.trainer),
+        precision="32-true",
         callbacks=[instantiate(progress)] if progress is not None else [],
         logger=False,
         enable_checkpointing=False,
         default_root_dir=str(run_dir),
+        _convert_="all",
     )
+
+
+def recorded_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config that checkpoints and results.json record and resume compares.
+    ``mode.datamodule`` only restates the mode and ``data.*`` for instantiate, so it is left out:
+    worker counts may still change on resume, and earlier runs keep their identity."""
+    config = resolved(cfg)
+    if isinstance(config.get("mode"), dict):
+        config["mode"].pop("datamodule", None)
+    return config
 
 
 def _search_siblings() -> bool:
@@ -173,7 +201,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     start = time.time()
     run_dir = Path(run_dir)
-    validate_config(cfg)
+    check_train_config(cfg)
     plan = resume_plan(cfg, run_dir)
     if plan.finished:
         log.info(f"skipping {plan.run_dir} (finished): results.json is there")
@@ -187,7 +215,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
     store = store_provenance(store_dir)
-    config = resolved(cfg)
+    config = recorded_config(cfg)
     class_names = read_class_names(split_file(store_dir, "train"))
     run_id = new_run_id()
     if plan.ckpt_path is not None:
@@ -216,29 +244,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "run_config": config,
         "identity_hash": identity_hash,
     }
-    dm: L.LightningDataModule
-    if cfg.mode.name == "off_the_shelf":
-        features, _ = cached_features(
-            model,
-            store_dir,
-            cfg.paths.cache_dir,
-            batch_size=max(64, int(cfg.data.batch_size)),
-            num_workers=int(cfg.data.num_workers),
-            digest=digest,
-        )
-        dm = FeatureDataModule(features, int(cfg.data.feature_batch_size or cfg.data.batch_size))
-    else:
-        dm = StoreDataModule(
-            store_dir,
-            model.data_config,
-            batch_size=int(cfg.data.batch_size),
-            num_workers=int(cfg.data.num_workers),
-            scale=tuple(cfg.data.scale),
-            hflip=float(cfg.data.hflip),
-            color_jitter=cfg.data.color_jitter,
-            augment=bool(cfg.data.augment),
-            gpu_decode=bool(cfg.data.get("gpu_decode", False)),
-        )
+    # The mode picks its datamodule (conf/mode/*.yaml); the model and its store exist only now.
+    dm = instantiate(cfg.mode.datamodule, model=model, store_dir=store_dir, digest=digest)
     trainer = build_trainer(cfg, run_dir, choice)
     if plan.ckpt_path is not None and trainer.is_global_zero:
         keep_history(run_dir, plan.ckpt_path)

@@ -12,27 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from arttl.data.images import list_image_files
 from arttl.errors import ConfigError, choice_error
 
 TABLE_COLUMNS = ("path", "label", "group", "split")
 SPLITS = ("train", "val", "test")
-
-#: Extensions that are certainly not images; everything else in an image folder is kept
-#: so that a corrupt or mislabelled file is rejected later *with a reason* by the decoder.
-NON_IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".txt", ".csv", ".tsv", ".json", ".xml", ".md", ".rst", ".html", ".htm", ".yaml",
-        ".yml", ".ini", ".cfg", ".log", ".py", ".ipynb", ".mat", ".h5", ".hdf5", ".npy",
-        ".npz", ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".safetensors", ".zip", ".tar",
-        ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".pdf", ".doc", ".docx", ".db", ".ds_store",
-    }
-)  # fmt: skip
-
-#: Common image extensions (lower case), for readers asked to keep only these.
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-    ".pgm", ".pbm", ".jp2", ".j2k", ".heic", ".avif",
-)  # fmt: skip
 
 
 def check_challenge(source: str, challenge: str, challenges: Iterable[str]) -> None:
@@ -75,36 +59,9 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def keep_file(name: str, extensions: Iterable[str] | None = None) -> bool:
-    """Decide whether a file in an image folder is an image candidate.
-
-    With ``extensions`` given, only those (case-insensitive) are kept. Without, every
-    non-hidden file is kept except obvious non-images (``NON_IMAGE_EXTENSIONS``).
-    """
-    if is_hidden(name):
-        return False
-    suffix = os.path.splitext(name)[1].lower()
-    if extensions is not None:
-        return suffix in {_dot(e) for e in extensions}
-    return suffix not in NON_IMAGE_EXTENSIONS
-
-
-def _dot(ext: str) -> str:
-    ext = ext.lower()
-    return ext if ext.startswith(".") else f".{ext}"
-
-
-def walk_files(folder: Path, extensions: Iterable[str] | None = None) -> list[Path]:
-    """All kept files below ``folder`` (recursive, hidden folders skipped), sorted."""
-    found: list[Path] = []
-    exts = None if extensions is None else tuple(extensions)
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        base = Path(dirpath)
-        for name in sorted(filenames):
-            if keep_file(name, exts) and (base / name).is_file():
-                found.append(base / name)
-    return found
+#: Which files of an image folder a reader lists: arttl's one policy (recursive, hidden names
+#: skipped, certain non-images dropped, optional ``extensions``), in ``arttl.data.images``.
+walk_files = list_image_files
 
 
 class FileIndex:
