@@ -275,3 +275,9 @@ def test_short_paths_use_as_few_parts_as_tell_them_apart() -> None:
         "/d/egypt224/train_val": "egypt224/train_val",
     }
     assert short_paths(["/m/a.pth", "/m/b.pth"]) == {"/m/a.pth": "a.pth", "/m/b.pth": "b.pth"}
+    runs = ["/o/study_met/fine_tune-seed1/checkpoints/best.ckpt",
+            "/o/study_wikiart/fine_tune-seed1/checkpoints/best.ckpt"]  # fmt: skip
+    assert list(short_paths(runs).values()) == [
+        "study_met/…/best.ckpt",
+        "study_wikiart/…/best.ckpt",
+    ]

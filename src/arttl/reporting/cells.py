@@ -85,12 +85,16 @@ def _short_value(value: Any, width: int = 40) -> str:
 
 
 def short_paths(values: list[str]) -> dict[str, str]:
-    """Each path by its last few parts, as few as keep them apart (``ahe64/train_val``)."""
+    """Each path by its last few parts, as few as keep them apart (``ahe64/train_val``); past
+    two parts, the part that tells them apart and the file name (``study_met/…/best.ckpt``)."""
     parts = {v: [p for p in re.split(r"[\\/]+", v) if p] or [v] for v in values}
     for k in range(1, max(len(p) for p in parts.values()) + 1):
         short = {v: "/".join(p[-k:]) for v, p in parts.items()}
         if len(set(short.values())) == len(short):
-            return short
+            if k <= 2:
+                return short
+            brief = {v: f"{p[-k]}/…/{p[-1]}" if len(p) >= k else short[v] for v, p in parts.items()}
+            return brief if len(set(brief.values())) == len(brief) else short
     return {v: v for v in values}
 
 

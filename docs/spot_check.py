@@ -1,0 +1,78 @@
+"""Recompute a run's test top-1 and top-3 without arttl's data or metric code, to check its table cell.
+
+    python docs/spot_check.py outputs/study/study_objects/fine_tune-seed1
+
+Reads the run's results.json (which store, which checkpoint), decodes the store's test images with
+h5py + Pillow, preprocesses them with timm's own eval transform for the checkpoint's data config,
+runs timm's network with the checkpoint's tensors in fp32, and counts hits with numpy. Prints both
+numbers beside results.json's; exits 1 if they differ by more than one image.
+Written by hand: an independent path is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import timm
+import torch
+from PIL import Image
+from timm.data import create_transform
+
+
+def independent_top_k(run: Path) -> tuple[dict[str, float], dict[str, float], int]:
+    """(recomputed {top1, top3}, results.json's, number of test images)."""
+    record = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    ckpt = torch.load(record["run_checkpoint"], map_location="cpu", weights_only=False)
+    hp = ckpt["hyper_parameters"]
+    net = timm.create_model(hp["backbone"], pretrained=False, num_classes=0)
+    state = ckpt["state_dict"]
+    net.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
+    head = torch.nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
+    head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+    transform = create_transform(**hp["data_config"], is_training=False)
+    net.eval()
+    with h5py.File(Path(record["store"]["dir"]) / "test.h5", "r") as f:
+        labels = f["labels"][:]
+        logits = []
+        with torch.inference_mode():
+            for blob in f["images"]:
+                image = Image.open(io.BytesIO(bytes(blob))).convert("RGB")
+                logits.append(head(net(transform(image)[None])).numpy()[0])
+    ranked = np.argsort(-np.stack(logits), axis=1)
+    ours = {f"top{k}": float((ranked[:, :k] == labels[:, None]).any(axis=1).mean()) for k in (1, 3)}
+    theirs = {f"top{k}": float(record["test"][f"top{k}"]) for k in (1, 3)}
+    return ours, theirs, len(labels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders with results.json")
+    parser.add_argument("--csv", type=Path, help="also write the comparison to this CSV file")
+    args = parser.parse_args(argv)
+    worst, rows = 0.0, []
+    for run in args.runs:
+        ours, theirs, n = independent_top_k(run)
+        worst = max(worst, max(abs(ours[k] - theirs[k]) for k in ours) * n)
+        rows.append(
+            {"run": str(run), "test_images": n, "recomputed_top1": ours["top1"],
+             "results_json_top1": theirs["top1"], "recomputed_top3": ours["top3"],
+             "results_json_top3": theirs["top3"]}
+        )  # fmt: skip
+        print(
+            f"{run}: recomputed top1 {ours['top1']:.4f} top3 {ours['top3']:.4f} | "
+            f"results.json top1 {theirs['top1']:.4f} top3 {theirs['top3']:.4f} ({n} test images)"
+        )
+    if args.csv:
+        pd.DataFrame(rows).to_csv(args.csv, index=False, float_format="%.4f")
+    return 0 if worst <= 1 + 1e-9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
