@@ -74,7 +74,10 @@ def test_the_results_page_shows_the_files_arttl_wrote_not_copied_numbers():
         assert f"results/{figure}/agreement_visual_backprop.csv" in included
         assert f"results/{figure}/saliency_visual_backprop.png" in text
         assert (REPO / "docs" / "results" / figure / "saliency_visual_backprop.png").is_file()
-    assert "results/durations.csv" in included
+    assert "results/durations.csv" in included and "results/spot_check.csv" in included
+    checks = pd.read_csv(REPO / "docs" / "results" / "spot_check.csv")
+    assert len(checks) >= 4  # an independent recomputation agrees with every checked cell
+    assert (checks["recomputed_top1"] - checks["results_json_top1"]).abs().max() < 1e-3
     # Every table row outside the included files is the paper's own (quoted, not measured).
     outside = INCLUDE.sub("", text)
     outside = re.sub(r"<!-- paper -->.*?<!-- end paper -->", "", outside, flags=re.S)
