@@ -11,7 +11,7 @@ from matplotlib.figure import Figure  # not pyplot: no global state, the caller'
 from matplotlib.ticker import MaxNLocator
 
 from arttl.atomic import atomic_path
-from arttl.reporting.cells import init_of_label, init_text, mode_text
+from arttl.reporting.cells import init_detail, init_of_label, init_text, mode_text
 from arttl.results import INIT_IMAGENET
 
 MODE_ORDER = ("off_the_shelf", "fine_tune", "partial", "gradual", "scratch")
@@ -43,7 +43,9 @@ def _safe(name: str) -> str:
 def _line_label(backbone: str, init: str, several_backbones: bool) -> str:
     kind = init_of_label(init)
     who = {INIT_IMAGENET: "θ (ImageNet)", "none": "from scratch (random init)"}.get(kind)
-    return (f"{backbone} · " if several_backbones else "") + (who or init_text(init))
+    if who is None:  # a lone "θ̂" loses its hat in matplotlib's text layout: say what it is
+        who = init_text(init) + ("" if init_detail(init) else " (art-tuned checkpoint)")
+    return (f"{backbone} · " if several_backbones else "") + who
 
 
 def _seed_band(histories: list[pd.Series]) -> pd.DataFrame:
