@@ -61,6 +61,13 @@ NOISY_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
         UserWarning,
         r"lightning\.pytorch\.loops\.fit_loop",
     ),
+    # Off-the-shelf and partial fine-tuning keep their frozen layers in eval mode on purpose
+    # (models/transfer.py: frozen BatchNorm statistics must not move).
+    (
+        r"Found \d+ module\(s\) in eval mode at the start of training",
+        UserWarning,
+        r"lightning\.pytorch\.loops\.fit_loop",
+    ),
     # arttl tests the best checkpoint on a callback-free fp32 Trainer (training.run.build_tester):
     # it loads the weights only, on purpose. Only that Trainer lacks arttl's RNGState callback, so
     # the same warning on a resumed fit (a callback really missing) still shows.

@@ -58,6 +58,16 @@ def _run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedPro
     )
 
 
+def test_off_the_shelf_is_quiet_about_its_frozen_backbone(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "arttl.train", "+experiment=demo", "mode=off_the_shelf"]
+    command += ["backbone=test_resnet", "backbone.weights=none", "trainer.max_epochs=1"]
+    command += ["data.num_workers=0", f"paths.root_dir={tmp_path}"]
+    done = _run([*command, f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for noise in (*NOISE, "eval mode"):
+        assert noise not in done.stderr + done.stdout, f"{noise!r}:\n{done.stderr[-3000:]}"
+
+
 def test_demo_is_quiet_and_ends_with_where_it_wrote(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "arttl.train", "+experiment=demo", "trainer.max_epochs=1"]
     command += ["backbone=test_resnet", "data.num_workers=0", f"paths.root_dir={tmp_path}"]
