@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib import colormaps
@@ -56,6 +57,83 @@ def _seed_band(histories: list[pd.Series]) -> pd.DataFrame:
     )
 
 
+Curves = dict[tuple[str, str, str], list[pd.Series]]  # (mode, backbone, init) -> seed histories
+
+
+def _histories(group: pd.DataFrame, metric: str, scale: float, missing: list[str]) -> Curves:
+    curves: Curves = {}
+    for _, row in group.iterrows():
+        history = row.get("history_path")
+        series = read_history(history, metric) if isinstance(history, str) else None
+        if series is None or series.empty:
+            missing.append(str(row["run_dir"]))
+            continue
+        key = (row["mode"], row["backbone_label"], row["init_label"])
+        curves.setdefault(key, []).append(series * scale)
+    return curves
+
+
+def _draw_panel(ax: Any, mode: str, curves: Curves, colours: dict, several: bool) -> dict:
+    """One mode's lines (mean over seeds) and bands (min–max); returns {label: line}."""
+    handles = {}
+    for backbone, init in colours:
+        histories = curves.get((mode, backbone, init))
+        if not histories:
+            continue
+        band = _seed_band(histories)
+        x, colour, label = (
+            band.index + 1,
+            colours[(backbone, init)],
+            _line_label(backbone, init, several),
+        )
+        (line,) = ax.plot(
+            x, band["mean"].to_numpy(), color=colour, linewidth=2, label=label,
+            marker=INIT_MARKERS.get(init_of_label(init), "^") if len(band) < 30 else None,
+            markersize=4,
+        )  # fmt: skip
+        if len(histories) > 1:
+            ax.fill_between(x, band["min"], band["max"], color=colour, alpha=0.18, lw=0)
+        handles[label] = line
+    ax.set_title(mode_text(mode), fontsize="medium")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    return handles
+
+
+def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
+    modes = sorted(
+        {m for m, _, _ in curves},
+        key=lambda m: (m not in MODE_ORDER, MODE_ORDER.index(m) if m in MODE_ORDER else 0, m),
+    )
+    lines = sorted({(b, i) for _, b, i in curves}, key=lambda k: (init_of_label(k[1]) == "none", k))
+    colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(lines)}
+    several = len({b for b, _ in lines}) > 1
+    ncols = min(len(modes), 3)
+    nrows = -(-len(modes) // ncols)
+    fig = Figure(figsize=(4.0 * ncols + 0.5, 3.2 * nrows + 1.3))
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    handles: dict[str, Any] = {}
+    for ax, mode in zip(axes, modes, strict=False):
+        for label, line in _draw_panel(ax, mode, curves, colours, several).items():
+            handles.setdefault(label, line)
+    for ax in axes[len(modes) :]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel(ylabel)
+    fig.suptitle(
+        f"{title}, one panel per mode\nline = mean over its seeds, band = their min–max; after a "
+        "run stops early the mean is over the runs still training",
+        fontsize="medium",
+    )
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
+        fontsize="small", frameon=False,
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05 + 0.03 * (len(handles) > 4), 1, 1))
+    return fig
+
+
 def plot_learning_curves(
     runs: pd.DataFrame, out_dir: str | Path, metric: str = "val/top1"
 ) -> tuple[list[Path], list[str]]:
@@ -69,74 +147,16 @@ def plot_learning_curves(
     from arttl.reporting.tables import ensure_labels
 
     runs = ensure_labels(runs)
-    out_dir = Path(out_dir)
     written: list[Path] = []
     missing: list[str] = []
     percent = not metric.endswith("loss")
-    scale = 100 if percent else 1
+    ylabel = metric.replace("/", " ") + (" (%)" if percent else "")
     for (dataset, challenge), group in runs.groupby(["dataset_label", "challenge"], sort=True):
-        curves: dict[tuple[str, str, str], list[pd.Series]] = {}
-        for _, row in group.iterrows():
-            history = row.get("history_path")
-            series = read_history(history, metric) if isinstance(history, str) else None
-            if series is None or series.empty:
-                missing.append(str(row["run_dir"]))
-                continue
-            key = (row["mode"], row["backbone_label"], row["init_label"])
-            curves.setdefault(key, []).append(series * scale)
+        curves = _histories(group, metric, 100 if percent else 1, missing)
         if not curves:
             continue
-        modes = sorted(
-            {m for m, _, _ in curves},
-            key=lambda m: (m not in MODE_ORDER, MODE_ORDER.index(m) if m in MODE_ORDER else 0, m),
-        )
-        lines = sorted(
-            {(b, i) for _, b, i in curves}, key=lambda k: (init_of_label(k[1]) == "none", k)
-        )
-        colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(lines)}
-        several = len({b for b, _ in lines}) > 1
-        ncols = min(len(modes), 3)
-        nrows = -(-len(modes) // ncols)
-        fig = Figure(figsize=(4.0 * ncols + 0.5, 3.2 * nrows + 1.3))
-        axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
-        handles: dict[str, object] = {}
-        for ax, mode in zip(axes, modes, strict=False):
-            for backbone, init in lines:
-                histories = curves.get((mode, backbone, init))
-                if not histories:
-                    continue
-                band = _seed_band(histories)
-                x = band.index + 1
-                colour = colours[(backbone, init)]
-                label = _line_label(backbone, init, several)
-                (line,) = ax.plot(
-                    x, band["mean"].to_numpy(), color=colour, linewidth=2, label=label,
-                    marker=INIT_MARKERS.get(init_of_label(init), "^") if len(band) < 30 else None,
-                    markersize=4,
-                )  # fmt: skip
-                if len(histories) > 1:
-                    ax.fill_between(x, band["min"], band["max"], color=colour, alpha=0.18, lw=0)
-                handles.setdefault(label, line)
-            ax.set_title(mode_text(mode), fontsize="medium")
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-        for ax in axes[len(modes) :]:
-            ax.set_visible(False)
-        for ax in axes[::ncols]:
-            ax.set_ylabel(metric.replace("/", " ") + (" (%)" if percent else ""))
-        fig.suptitle(
-            f"{dataset} / {challenge}: {metric} per epoch, one panel per mode\n"
-            "line = mean over its seeds, band = their min–max; after a run stops early "
-            "the mean is over the runs still training",
-            fontsize="medium",
-        )
-        fig.legend(
-            list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
-            fontsize="small", frameon=False,
-        )  # fmt: skip
-        fig.tight_layout(rect=(0, 0.05 + 0.03 * (len(handles) > 4), 1, 1))
-        path = out_dir / f"curves_{_safe(dataset)}_{_safe(challenge)}.png"
+        fig = _curves_figure(f"{dataset} / {challenge}: {metric} per epoch", curves, ylabel)
+        path = Path(out_dir) / f"curves_{_safe(dataset)}_{_safe(challenge)}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         written.append(path)
