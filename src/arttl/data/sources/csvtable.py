@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
@@ -53,13 +54,9 @@ def read_csv_table(
     df = pd.read_csv(table, dtype=str, keep_default_na=False, na_filter=False, sep=sep)
     df.columns = [str(c).strip() for c in df.columns]
     if label_column is None:
-        if challenge not in df.columns:
-            choices = [c for c in df.columns if c not in (path_column, group_column, split_column)]
-            raise choice_error(
-                "challenge", challenge, choices,
-                hint=f"the challenge names a label column of csv_path={str(table)!r}",
-            )  # fmt: skip
-        label_column = challenge
+        label_column = _challenge_column(
+            df, challenge, (path_column, group_column, split_column), table
+        )
     if query:
         df = _select(df, query, table)
     if path_format:
@@ -75,19 +72,52 @@ def read_csv_table(
                 f"{key}={col!r} is not a column of csv_path={str(table)!r}; "
                 f"columns found: {list(df.columns)} (check sep={sep!r} too)"
             )
-
     n = len(df)
-    groups_in = df[group_column].tolist() if group_column else [None] * n
-    splits_in = df[split_column].tolist() if split_column else [None] * n
+    rows = zip(
+        df[path_column].tolist(),
+        df[label_column].tolist(),
+        df[group_column].tolist() if group_column else [None] * n,
+        df[split_column].tolist() if split_column else [None] * n,
+        strict=True,
+    )
+    columns, counts = _kept_rows(rows, root, drop, table, split_column)
+    if counts["missing"]:
+        log.warning("csv: %d files named in %s are not on disk", counts["missing"], table)
+    if not columns[0]:
+        raise ConfigError(
+            f"csv_path={str(table)!r}: no row names an existing file with a label "
+            f"(counts {counts}); relative paths are resolved against root={str(root)!r}"
+        )
+    return make_table(*columns, attrs={"missing": counts["missing"], "counts": counts})
+
+
+def _challenge_column(
+    df: pd.DataFrame, challenge: str, others: tuple[str | None, ...], table: os.PathLike[str]
+) -> str:
+    """The challenge names the label column when label_column is not given."""
+    if challenge not in df.columns:
+        choices = [c for c in df.columns if c not in others]
+        raise choice_error(
+            "challenge", challenge, choices,
+            hint=f"the challenge names a label column of csv_path={str(table)!r}",
+        )  # fmt: skip
+    return challenge
+
+
+def _kept_rows(
+    rows: Iterable[tuple[str, str, str | None, str | None]],
+    root: Path,
+    drop: Iterable[str],
+    table: os.PathLike[str],
+    split_column: str | None,
+) -> tuple[tuple[list, list, list, list], dict[str, int]]:
+    """(paths, labels, groups, splits) of the rows with a label and a file; counts of the rest."""
     index = FileIndex(root)
     counts = {"missing": 0, "missing_label": 0}
     paths: list[str] = []
     labels: list[str] = []
     groups: list[str | None] = []
     splits: list[str | None] = []
-    rows = zip(
-        df[path_column].tolist(), df[label_column].tolist(), groups_in, splits_in, strict=True
-    )
     for lineno, (raw, value, group, split) in enumerate(rows, 2):
         rel = str(raw).strip().replace("\\", "/")  # Windows-written tables
         label = clean_label(value, drop)
@@ -108,16 +138,7 @@ def read_csv_table(
         labels.append(label)
         groups.append(clean_label(group, ()) if group is not None else None)
         splits.append(split)
-    if counts["missing"]:
-        log.warning("csv: %d files named in %s are not on disk", counts["missing"], table)
-    if not paths:
-        raise ConfigError(
-            f"csv_path={str(table)!r}: no row names an existing file with a label "
-            f"(counts {counts}); relative paths are resolved against root={str(root)!r}"
-        )
-    return make_table(
-        paths, labels, groups, splits, attrs={"missing": counts["missing"], "counts": counts}
-    )
+    return (paths, labels, groups, splits), counts
 
 
 def _select(df: pd.DataFrame, query: str, table: os.PathLike[str]) -> pd.DataFrame:
