@@ -10,6 +10,8 @@ from rich.table import Table
 
 
 def print_store_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    """What prepare did, in the words a user checks first: reused or rebuilt (why), counts,
+    what was left out (rejects, duplicates, the per-class cap, dropped classes)."""
     console = console or Console()
     if summary.get("unverified"):
         console.print(
@@ -35,26 +37,7 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
         table.add_row(split, str(n))
     console.print(table)
     console.print(f"{summary['num_classes']} classes")
-    rejected: pd.DataFrame = summary["rejected"]
-    if len(rejected):
-        reasons = rejected["reason"].str.split(":").str[0].value_counts()
-        listing = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
-        console.print(
-            f"[yellow]rejected {len(rejected)} file(s)[/yellow] ({listing}); see "
-            f"{summary['store']}/rejected.csv"
-        )
-    else:
-        console.print("rejected 0 files")
-    duplicates = summary.get("duplicates")
-    if duplicates is not None and len(duplicates):
-        clusters = duplicates["cluster"].nunique()
-        console.print(
-            f"{len(duplicates)} images are exact duplicates ({clusters} "
-            f"{'set' if clusters == 1 else 'sets'} of identical "
-            f"pixels); each set is kept in one split — see {summary['store']}/duplicates.csv"
-        )
-    else:
-        console.print("0 duplicate images")
+    _print_rejects_and_duplicates(summary, console)
     if summary.get("capped_rows"):
         console.print(
             f"{summary['capped_rows']} image(s) left out by store.max_per_class "
@@ -82,3 +65,26 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
             + ", ".join(map(str, dropped[:20]))
             + (" …" if len(dropped) > 20 else "")
         )
+
+
+def _print_rejects_and_duplicates(summary: dict[str, Any], console: Console) -> None:
+    rejected: pd.DataFrame = summary["rejected"]
+    if len(rejected):
+        reasons = rejected["reason"].str.split(":").str[0].value_counts()
+        listing = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+        console.print(
+            f"[yellow]rejected {len(rejected)} file(s)[/yellow] ({listing}); see "
+            f"{summary['store']}/rejected.csv"
+        )
+    else:
+        console.print("rejected 0 files")
+    duplicates = summary.get("duplicates")
+    if duplicates is not None and len(duplicates):
+        clusters = duplicates["cluster"].nunique()
+        console.print(
+            f"{len(duplicates)} images are exact duplicates ({clusters} "
+            f"{'set' if clusters == 1 else 'sets'} of identical "
+            f"pixels); each set is kept in one split — see {summary['store']}/duplicates.csv"
+        )
+    else:
+        console.print("0 duplicate images")
