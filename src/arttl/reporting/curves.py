@@ -111,7 +111,8 @@ def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
     several = len({b for b, _ in lines}) > 1
     ncols = min(len(modes), 3)
     nrows = -(-len(modes) // ncols)
-    fig = Figure(figsize=(4.0 * ncols + 0.5, 3.2 * nrows + 1.3))
+    # wide enough for the two-line title even with one panel (a lone panel clipped it)
+    fig = Figure(figsize=(max(4.0 * ncols + 0.5, 9.0), 3.2 * nrows + 1.3))
     axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
     handles: dict[str, Any] = {}
     for ax, mode in zip(axes, modes, strict=False):
