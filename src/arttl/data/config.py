@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from typing import Any
 
 from hydra.utils import instantiate
@@ -12,17 +13,12 @@ from arttl.data.build import StoreSettings, prepare_dataset
 
 
 def store_settings(cfg: DictConfig) -> StoreSettings:
-    s = cfg.store
-    return StoreSettings(
-        shorter_side=s.shorter_side,
-        quality=int(s.quality),
-        fractions=tuple(float(f) for f in s.fractions),
-        min_per_split=int(s.min_per_split),
-        seed=int(s.get("seed", 42)),
-        format=str(s.get("format", "jpeg")),
-        split_by=str(s.get("split_by", "label")),
-        max_per_class=None if s.get("max_per_class") is None else int(s.max_per_class),
-    )
+    """``cfg.store``'s keys that StoreSettings holds (its defaults for the absent ones); the config
+    check has typed them, and StoreSettings checks itself again."""
+    values = {f.name: cfg.store[f.name] for f in fields(StoreSettings) if f.name in cfg.store}
+    if "fractions" in values:  # [1, 0, 0] and [1.0, 0.0, 0.0] must hash alike
+        values["fractions"] = tuple(float(x) for x in values["fractions"])
+    return StoreSettings(**values)
 
 
 def prepare_from_config(cfg: DictConfig, force: bool = False) -> dict[str, Any]:
