@@ -344,3 +344,14 @@ def test_multirun_2x2_writes_four_results(tmp_path, folder):
     assert combos == {
         (b, m) for b in ("test_resnet", "test_efficientnet") for m in ("fine_tune", "off_the_shelf")
     }
+
+
+def test_recorded_config_leaves_out_the_datamodule_restatements(tmp_path, folder):
+    from arttl.training.run import recorded_config
+
+    one = recorded_config(compose_train(tmp_path, *short(folder), "data.num_workers=0"))
+    two = recorded_config(compose_train(tmp_path, *short(folder), "data.num_workers=3"))
+    assert "datamodule" not in one["mode"] and not {"images", "features"} & set(one["data"])
+    # identity and resume see data.num_workers once, not again through data.images
+    assert one["data"]["num_workers"] == 0 and two["data"]["num_workers"] == 3
+    assert {**one, "data": None} == {**two, "data": None}

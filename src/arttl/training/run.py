@@ -167,11 +167,14 @@ def build_tester(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> L.Traine
 
 def recorded_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config that checkpoints and results.json record and resume compares.
-    ``mode.datamodule`` only restates the mode and ``data.*`` for instantiate, so it is left out:
-    worker counts may still change on resume, and earlier runs keep their identity."""
+    ``mode.datamodule`` and the ``data.images`` / ``data.features`` nodes it points at only
+    restate ``data.*`` for instantiate, so they are left out: worker counts may still change on
+    resume, and earlier runs keep their identity."""
     config = resolved(cfg)
-    if isinstance(config.get("mode"), dict):
-        config["mode"].pop("datamodule", None)
+    for group, keys in (("mode", ("datamodule",)), ("data", ("images", "features"))):
+        if isinstance(config.get(group), dict):
+            for key in keys:
+                config[group].pop(key, None)
     return config
 
 
