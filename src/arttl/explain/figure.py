@@ -12,6 +12,7 @@ import os
 import string
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib import colormaps
@@ -23,7 +24,7 @@ from matplotlib.figure import Figure
 from arttl.atomic import atomic_path
 from arttl.errors import ConfigError
 from arttl.explain.agreement import spearman, top_iou, write_agreement_csv
-from arttl.explain.compare import Comparison, ModelResult
+from arttl.explain.compare import Comparison, ImageResult, ModelResult
 
 __all__ = [
     "DEFAULT_CMAP",
@@ -38,6 +39,7 @@ __all__ = [
     "output_paths",
     "save_figure",
     "save_maps",
+    "task_note",
     "write_outputs",
 ]
 
@@ -190,6 +192,56 @@ def _height(lines: int, points: float) -> float:
     return lines * points * LINE / 72
 
 
+BAR_H = 0.16  # the colour bar; its label below takes one text line and 0.25 more
+BAR_LABEL_H = _height(1, TEXT_PT) + 0.25
+
+
+class _Page(NamedTuple):
+    """A figure laid out in inches from its top-left corner (matplotlib wants fractions)."""
+
+    fig: Figure
+    width: float
+    height: float
+
+    def fy(self, inches_from_top: float) -> float:
+        return 1 - inches_from_top / self.height
+
+    def box(self, left: float, top: float, w: float, h: float) -> tuple[float, float, float, float]:
+        """``(left, bottom, width, height)`` in figure fractions of a box given in inches."""
+        return (left / self.width, self.fy(top + h), w / self.width, h / self.height)
+
+
+class _Row(NamedTuple):
+    """One image row's texts: a title per cell, the most lines of any, the lines under it."""
+
+    titles: list[str]
+    title_lines: int
+    lines: list[str]
+
+    def height(self, cell_inches: float) -> float:
+        """The title block above the cells, the cells, the agreement lines below."""
+        return (
+            _height(self.title_lines, CELL_PT)
+            + 0.08
+            + cell_inches
+            + 0.1
+            + _height(len(self.lines), TEXT_PT)
+        )
+
+
+def task_note(comparison: Comparison) -> str:
+    """Which task the maps explain (multi-task checkpoints): `` — task material``, or per
+    model tag when they differ; "" when no model has a task."""
+    tasks = list(comparison.tasks)
+    named = {t for t in tasks if t}
+    if not named:
+        return ""
+    if len(named) == 1 and all(tasks):
+        return f" — task {named.pop()}"
+    tags = model_tags(len(tasks))
+    return " — tasks: " + ", ".join(f"{tag} {t}" for tag, t in zip(tags, tasks, strict=True) if t)
+
+
 def _header_lines(
     comparison: Comparison, tags: list[str], overlay: bool, text_width: float
 ) -> list[str]:
@@ -218,6 +270,7 @@ def _cell_title(tag: str, result: ModelResult, kind: str, cell_inches: float) ->
         lines = _wrap(f"{tag}: {first}", cell_inches, CELL_PT)
         for part in rest:
             lines += _wrap(f"· {part}", cell_inches, CELL_PT)
+    kind = f"{result.task} {kind}" if result.task else kind  # "material top-1: bronze (62%)"
     return "\n".join([*lines, f"{kind}: {result.label} ({result.probability:.0%})"])
 
 
@@ -262,82 +315,105 @@ def comparison_figure(
     ``overlay=False`` shows the maps alone.
 
     The layout is computed in inches, so every map is ``cell_inches`` wide whatever the number
-    of rows and columns, and every text is at least 9 pt. It stays one function: the heights
-    are summed first, then drawn top to bottom with the same running ``y``.
+    of rows and columns, and every text is at least 9 pt. The heights are summed first (the
+    figure's size), then header, rows and footer are drawn top to bottom, each taking the
+    running ``y`` (inches from the top) and returning the ``y`` below it.
     """
     if not comparison.images:
         raise ValueError("no image was explained, so there is nothing to draw")
     cmap = check_cmap(cmap)
-    n_rows, n_cols = len(comparison.images), 1 + len(comparison.model_names)
+    n_cols = 1 + len(comparison.model_names)
     tags = model_tags(n_cols - 1)
     width = 2 * MARGIN + n_cols * cell_inches + (n_cols - 1) * GAP
     text_width = width - 2 * MARGIN
 
-    title = f"{METHOD_TITLES.get(comparison.method, comparison.method)} saliency: where each model looks"
     header = _header_lines(comparison, tags, overlay, text_width)
     header_h = _height(1, TITLE_PT) + _height(len(header), SUBTITLE_PT) + 0.15
-    # Per row: a title block above the cells, the cells, the agreement lines below.
-    kind = "top-1" if comparison.target is None else "class"
-    titles = [
-        [f"{img.name}\n(image)"]
-        + [_cell_title(tag, r, kind, cell_inches) for tag, r in zip(tags, img.results, strict=True)]
-        for img in comparison.images
-    ]
-    title_lines = [max(t.count("\n") + 1 for t in row) for row in titles]
-    texts = [
-        [w for line in agreement_lines(comparison, r) for w in _wrap(line, text_width, TEXT_PT)]
-        for r in range(n_rows)
-    ]
-    row_heights = [
-        _height(title_lines[r], CELL_PT)
-        + 0.08
-        + cell_inches
-        + 0.1
-        + _height(len(texts[r]), TEXT_PT)
-        for r in range(n_rows)
-    ]
+    rows = _rows(comparison, tags, cell_inches, text_width)
     notes = _wrap(footnote(comparison), text_width, TEXT_PT)
-    bar_h, bar_label_h = 0.16, _height(1, TEXT_PT) + 0.25
-    footer_h = bar_h + bar_label_h + 0.15 + _height(len(notes), TEXT_PT)
-    total = header_h + sum(row_heights) + ROW_GAP * n_rows + footer_h + 2 * MARGIN
+    footer_h = BAR_H + BAR_LABEL_H + 0.15 + _height(len(notes), TEXT_PT)
+    row_heights = [row.height(cell_inches) for row in rows]
+    total = header_h + sum(row_heights) + ROW_GAP * len(rows) + footer_h + 2 * MARGIN
 
-    fig = Figure(figsize=(width, total))
-    y = MARGIN  # inches from the top
+    page = _Page(Figure(figsize=(width, total)), width, total)
+    y = _draw_header(page, comparison.method, header, header_h, task_note(comparison))
+    for img, row in zip(comparison.images, rows, strict=True):
+        y = _draw_row(page, img, row, y, cell_inches, overlay, cmap, alpha)
+    _draw_footer(page, notes, y, text_width, cmap, overlay)
+    return page.fig
 
-    def fy(inches_from_top: float) -> float:
-        return 1 - inches_from_top / total
 
-    fig.text(0.5, fy(y), title, ha="center", va="top", fontsize=TITLE_PT, fontweight="bold")
-    y += _height(1, TITLE_PT)
-    fig.text(0.5, fy(y), "\n".join(header), ha="center", va="top", fontsize=SUBTITLE_PT)
-    y += header_h - _height(1, TITLE_PT)
-
+def _rows(
+    comparison: Comparison, tags: list[str], cell_inches: float, text_width: float
+) -> list[_Row]:
+    """Each image row's cell titles (the image, then each map) and wrapped agreement lines."""
+    kind = "top-1" if comparison.target is None else "class"
+    rows: list[_Row] = []
     for r, img in enumerate(comparison.images):
-        y += _height(title_lines[r], CELL_PT) + 0.08
-        for c in range(n_cols):
-            left = MARGIN + c * (cell_inches + GAP)
-            ax = fig.add_axes(
-                (left / width, fy(y + cell_inches), cell_inches / width, cell_inches / total)
-            )
-            ax.set_axis_off()
-            ax.set_title(titles[r][c], fontsize=CELL_PT, pad=4, linespacing=1.15)
-            if c == 0:
-                ax.imshow(img.image)
-            else:
-                _draw_map(ax, img.image, img.results[c - 1].map, overlay, cmap, alpha)
-        y += cell_inches + 0.1
-        if texts[r]:
-            fig.text(
-                MARGIN / width, fy(y), "\n".join(texts[r]), ha="left", va="top", fontsize=TEXT_PT
-            )
-        y += _height(len(texts[r]), TEXT_PT) + ROW_GAP
+        titles = [f"{img.name}\n(image)"] + [
+            _cell_title(tag, result, kind, cell_inches)
+            for tag, result in zip(tags, img.results, strict=True)
+        ]
+        lines = [
+            w for line in agreement_lines(comparison, r) for w in _wrap(line, text_width, TEXT_PT)
+        ]
+        rows.append(_Row(titles, max(t.count("\n") + 1 for t in titles), lines))
+    return rows
 
+
+def _draw_header(
+    page: _Page, method: str, header: list[str], header_h: float, task: str = ""
+) -> float:
+    """The title (with ``task``, ``task_note``'s words) and the subtitle at the top margin;
+    the ``y`` below them."""
+    title = f"{METHOD_TITLES.get(method, method)} saliency: where each model looks{task}"
+    y = MARGIN
+    page.fig.text(
+        0.5, page.fy(y), title, ha="center", va="top", fontsize=TITLE_PT, fontweight="bold"
+    )
+    y += _height(1, TITLE_PT)
+    page.fig.text(0.5, page.fy(y), "\n".join(header), ha="center", va="top", fontsize=SUBTITLE_PT)
+    return y + (header_h - _height(1, TITLE_PT))
+
+
+def _draw_row(
+    page: _Page,
+    img: ImageResult,
+    row: _Row,
+    y: float,
+    cell_inches: float,
+    overlay: bool,
+    cmap: str,
+    alpha: float,
+) -> float:
+    """One image row from ``y``: the titled cells, then the agreement lines; the ``y`` below it."""
+    y += _height(row.title_lines, CELL_PT) + 0.08
+    for c, title in enumerate(row.titles):
+        left = MARGIN + c * (cell_inches + GAP)
+        ax = page.fig.add_axes(page.box(left, y, cell_inches, cell_inches))
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=CELL_PT, pad=4, linespacing=1.15)
+        if c == 0:
+            ax.imshow(img.image)
+        else:
+            _draw_map(ax, img.image, img.results[c - 1].map, overlay, cmap, alpha)
+    y += cell_inches + 0.1
+    if row.lines:
+        text = "\n".join(row.lines)
+        page.fig.text(MARGIN / page.width, page.fy(y), text, ha="left", va="top", fontsize=TEXT_PT)
+    return y + (_height(len(row.lines), TEXT_PT) + ROW_GAP)
+
+
+def _draw_footer(
+    page: _Page, notes: list[str], y: float, text_width: float, cmap: str, overlay: bool
+) -> None:
+    """The colour bar, centred, from ``y``; the footnote below it."""
     bar_w = min(text_width, 4.0)
-    box = ((width - bar_w) / 2 / width, fy(y + bar_h), bar_w / width, bar_h / total)
-    _colour_bar(fig, box, cmap, overlay)
-    y += bar_h + bar_label_h + 0.15
-    fig.text(MARGIN / width, fy(y), "\n".join(notes), ha="left", va="top", fontsize=TEXT_PT)
-    return fig
+    _colour_bar(page.fig, page.box((page.width - bar_w) / 2, y, bar_w, BAR_H), cmap, overlay)
+    y += BAR_H + BAR_LABEL_H + 0.15
+    page.fig.text(
+        MARGIN / page.width, page.fy(y), "\n".join(notes), ha="left", va="top", fontsize=TEXT_PT
+    )
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
@@ -352,7 +428,8 @@ def save_maps(comparison: Comparison, path: str | Path) -> Path:
 
     Arrays: ``images`` (N, H, W, 3) uint8, ``maps`` (N, M, H, W) float32, ``image_names`` (N,),
     ``model_names`` (M,), ``targets``/``labels``/``probabilities`` (N, M), ``method``,
-    ``deletion``/``random_deletion`` (N, M, steps + 1; empty when the check was skipped).
+    ``deletion``/``random_deletion`` (N, M, steps + 1; empty when the check was skipped),
+    ``tasks`` (M,: the task each model was explained for, "" for none).
     Strings are stored as unicode arrays, so ``np.load`` needs no pickle.
     """
     path = Path(path)
@@ -377,6 +454,7 @@ def save_maps(comparison: Comparison, path: str | Path) -> Path:
             [[r.probability for r in im.results] for im in imgs], dtype=np.float32
         ),
         "method": np.array(comparison.method),
+        "tasks": np.array([t or "" for t in comparison.tasks], dtype=str),  # "" = no task
         "deletion": curves("deletion"),
         "random_deletion": curves("random_deletion"),
     }

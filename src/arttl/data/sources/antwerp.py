@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import pandas as pd
 
@@ -55,28 +56,53 @@ def read_antwerp(
     meta_path = resolve_under(root, metadata, "metadata", kind="file")
     img_dir = root if images_dir is None else resolve_under(root, images_dir, "images_dir", "dir")
 
+    df = _read_metadata(meta_path, sep, image_column, challenge, columns[challenge])
+    artist_col = columns.get("artist")
+    has_artist = artist_col is not None and artist_col in df.columns
+    creators = df[artist_col].tolist() if has_artist else [None] * len(df)
+    rows = zip(df[image_column].tolist(), df[columns[challenge]].tolist(), creators, strict=True)
+    paths, labels, groups, counts = _usable_rows(rows, img_dir, image_ext, drop, has_artist)
+
+    if counts["missing"]:
+        log.warning("antwerp: %d images named in %s are not on disk", counts["missing"], meta_path)
+    if not paths:
+        raise ConfigError(
+            f"antwerp: no usable rows (metadata={str(meta_path)!r}, images_dir={str(img_dir)!r}, "
+            f"image_column={image_column!r}; counts {counts}); check images_dir and image_column"
+        )
+    return make_table(paths, labels, groups, attrs={"missing": counts["missing"], "counts": counts})
+
+
+def _read_metadata(
+    meta_path: Path, sep: str, image_column: str, challenge: str, label_column: str
+) -> pd.DataFrame:
+    """The metadata CSV as strings, column names stripped; the image and label columns exist."""
     df = pd.read_csv(meta_path, dtype=str, keep_default_na=False, na_filter=False, sep=sep)
     df.columns = [str(c).strip() for c in df.columns]
-    for key, col in (
-        ("image_column", image_column),
-        (f"label_columns.{challenge}", columns[challenge]),
-    ):
+    for key, col in (("image_column", image_column), (f"label_columns.{challenge}", label_column)):
         if col not in df.columns:
             raise ConfigError(
                 f"{key}={col!r} is not a column of metadata={str(meta_path)!r}; "
                 f"columns found: {list(df.columns)} (check sep={sep!r} too)"
             )
-    artist_col = columns.get("artist")
-    has_artist = artist_col is not None and artist_col in df.columns
-    creators = df[artist_col].tolist() if has_artist else [None] * len(df)
+    return df
 
+
+def _usable_rows(
+    rows: Iterable[tuple[str, str, str | None]],
+    img_dir: Path,
+    image_ext: str | None,
+    drop: Iterable[str],
+    has_artist: bool,
+) -> tuple[list[str], list[str], list[str | None], dict[str, int]]:
+    """(paths, labels, groups, counts) of the (image name, label, creator) rows whose image is
+    on disk and whose label is kept; the first row of a repeated image name wins."""
     index = FileIndex(img_dir)
     counts = {"missing": 0, "missing_label": 0, "duplicates": 0}
     seen: set[str] = set()
     paths: list[str] = []
     labels: list[str] = []
     groups: list[str | None] = []
-    rows = zip(df[image_column].tolist(), df[columns[challenge]].tolist(), creators, strict=True)
     for name, value, creator in rows:
         rel = str(name).strip().replace("\\", "/")
         if not rel:
@@ -98,12 +124,4 @@ def read_antwerp(
         paths.append(abspath(img_dir / rel))
         labels.append(label)
         groups.append(clean_creator(creator, drop) if has_artist else None)
-
-    if counts["missing"]:
-        log.warning("antwerp: %d images named in %s are not on disk", counts["missing"], meta_path)
-    if not paths:
-        raise ConfigError(
-            f"antwerp: no usable rows (metadata={str(meta_path)!r}, images_dir={str(img_dir)!r}, "
-            f"image_column={image_column!r}; counts {counts}); check images_dir and image_column"
-        )
-    return make_table(paths, labels, groups, attrs={"missing": counts["missing"], "counts": counts})
+    return paths, labels, groups, counts

@@ -114,10 +114,7 @@ def read_hf(
     """
     kind, location = _locate(root)
     datasets = _import_datasets()
-    if not isinstance(val_fraction, int | float) or not 0.0 < float(val_fraction) < 1.0:
-        raise ConfigError(
-            f"dataset.reader.val_fraction={val_fraction!r} must be a number between 0 and 1"
-        )
+    _check_val_fraction(val_fraction)
     loaded = _load(datasets, kind, location, str(root), subset, revision)
     chosen = _choose_splits(loaded, split, str(root))
     for _, _, ds in chosen:
@@ -126,50 +123,80 @@ def read_hf(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
     folder = cache / _dataset_key(kind, location, subset, revision)
     drop = frozenset(str(d) for d in drop)
-    paths: list[str] = []
-    labels: list[str] = []
-    groups: list[str | None] = []
-    splits: list[str | None] = []
-    counts: Counter[str] = Counter()
-    fingerprints: dict[str, str | None] = {}
-    for name, store_split, ds in chosen:
-        fingerprints[name] = getattr(ds, "_fingerprint", None)
-        rows = _materialise(
-            datasets, ds, folder / _safe(name), challenge, image_column, group_column, drop
-        )
-        counts.update(rows.pop("counts"))
-        paths += rows["paths"]
-        labels += rows["labels"]
-        groups += rows["groups"]
-        splits += [store_split] * len(rows["paths"])
+    rows = _read_splits(datasets, chosen, folder, challenge, image_column, group_column, drop)
+    paths, counts = rows["paths"], rows["counts"]
     if not paths:
         raise ConfigError(
             f"dataset.root={str(root)!r}: no row has both an image in column {image_column!r} "
             f"and a label in column {challenge!r} (not used: {dict(counts)})"
         )
-    store_splits = _store_splits(splits, labels, paths, val_fraction, seed, str(root))
+    store_splits = _store_splits(
+        rows["splits"], rows["labels"], paths, val_fraction, seed, str(root)
+    )
     if any(counts.values()):
         log.info("hf %s: %d rows; not used: %s", root, len(paths), dict(counts))
     return make_table(
         paths,
-        labels,
-        groups=groups if group_column else None,
+        rows["labels"],
+        groups=rows["groups"] if group_column else None,
         splits=store_splits,
-        attrs={
-            "unmatched": {
-                "missing_label": counts["missing_label"],
-                "rows_without_image": counts["rows_without_image"],
-            },
-            "hf": {
-                "kind": kind,
-                "root": str(root),
-                "splits": {name: len(ds) for name, _, ds in chosen},
-                "store_splits": {name: s for name, s, _ in chosen},
-                "fingerprints": fingerprints,
-                "cache": str(folder),
-            },
-        },
+        attrs=_table_attrs(kind, str(root), chosen, rows, folder),
     )
+
+
+def _check_val_fraction(val_fraction: object) -> None:
+    """``dataset.reader.val_fraction`` is a number strictly between 0 and 1."""
+    if not isinstance(val_fraction, int | float) or not 0.0 < float(val_fraction) < 1.0:
+        raise ConfigError(
+            f"dataset.reader.val_fraction={val_fraction!r} must be a number between 0 and 1"
+        )
+
+
+def _read_splits(
+    datasets: Any,
+    chosen: list[tuple[str, str, Any]],
+    folder: Path,
+    challenge: str,
+    image_column: str,
+    group_column: str | None,
+    drop: frozenset[str],
+) -> dict[str, Any]:
+    """Every chosen split's rows, in order: paths, labels, groups, store splits, the counts of
+    rows not used, and each dataset split's fingerprint."""
+    out: dict[str, Any] = {key: [] for key in ("paths", "labels", "groups", "splits")}
+    out.update(counts=Counter(), fingerprints={})
+    for name, store_split, ds in chosen:
+        out["fingerprints"][name] = getattr(ds, "_fingerprint", None)
+        rows = _materialise(
+            datasets, ds, folder / _safe(name), challenge, image_column, group_column, drop
+        )
+        out["counts"].update(rows["counts"])
+        out["paths"] += rows["paths"]
+        out["labels"] += rows["labels"]
+        out["groups"] += rows["groups"]
+        out["splits"] += [store_split] * len(rows["paths"])
+    return out
+
+
+def _table_attrs(
+    kind: str, root: str, chosen: list[tuple[str, str, Any]], rows: dict[str, Any], folder: Path
+) -> dict[str, Any]:
+    """``df.attrs`` of the table: the rows not used, and what was read from where."""
+    counts = rows["counts"]
+    return {
+        "unmatched": {
+            "missing_label": counts["missing_label"],
+            "rows_without_image": counts["rows_without_image"],
+        },
+        "hf": {
+            "kind": kind,
+            "root": root,
+            "splits": {name: len(ds) for name, _, ds in chosen},
+            "store_splits": {name: s for name, s, _ in chosen},
+            "fingerprints": rows["fingerprints"],
+            "cache": str(folder),
+        },
+    }
 
 
 def is_hub_id(root: str | os.PathLike[str]) -> bool:
