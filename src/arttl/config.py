@@ -8,6 +8,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from arttl.data.tasks import challenge_name
+
 # A checkout (and an editable install) reads conf/ and data/demo/ beside src/; a wheel carries
 # copies of both in arttl/_bundle/ (setup.py copies them at build time), laid out the same way.
 _CHECKOUT_DIR = Path(__file__).resolve().parents[2]
@@ -40,3 +42,7 @@ def _looks_remote(text: str) -> bool:
 
 # ${arttl_source_tag:${dataset.root}}: stores of different collections never share a folder.
 OmegaConf.register_new_resolver("arttl_source_tag", source_tag, replace=True)
+# ${arttl_challenge:${dataset.challenge}}: one task's name, or several joined ("type+material").
+OmegaConf.register_new_resolver(
+    "arttl_challenge", lambda c: challenge_name(c if isinstance(c, str) else list(c)), replace=True
+)

@@ -93,7 +93,9 @@ class Paths(Node):
 
 class Dataset(Node):
     name: str
-    challenge: str
+    challenge: str | Annotated[list[str], Field(min_length=1)] = Field(
+        description="a task name, or a list of them for one multi-task network, e.g. [type, material]"
+    )
     root: str | None = Field(description="the folder (or hub id) of the collection")
     reader: Target
 
@@ -114,6 +116,9 @@ class StoreOptions(Node):
     )
     split_by: Literal[SPLIT_BY] = Field(
         "label", description="group keeps each artist/group in one split"
+    )
+    stratify_on: str | None = Field(
+        None, description="a task of dataset.challenge; null stratifies on the first"
     )
 
 
@@ -190,6 +195,11 @@ class TrainConfig(Node):
     ckpt_path: str | None = None
     resume_allow: list[str] = Field(default_factory=list)
     source_experiment: str | None = None
+    tasks: list[str] | None = Field(None, description="a subset of the store's tasks; null: all")
+    task_weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        description="task -> weight of its loss, e.g. {type: 1.0, material: 0.5}; null: 1 each",
+    )
     paths: Paths
     dataset: Dataset
     store: Store
@@ -225,8 +235,13 @@ def target_problems(value: Any, key: str = "") -> list[str]:
     return problems
 
 
+#: keys of a _target_ node that arttl reads itself rather than passing them to the callable
+NOT_ARGUMENTS = {"dataset.reader": ("label_map",)}
+
+
 def _signature_problems(key: str, node: dict[str, Any]) -> list[str]:
     target = node["_target_"]
+    node = {k: v for k, v in node.items() if k not in NOT_ARGUMENTS.get(key, ())}
     try:
         obj = get_object(target)
     except Exception as err:  # ImportError, AttributeError, ... all mean "no such thing"
@@ -278,9 +293,18 @@ def _locate(
         if cls is not None and isinstance(part, str) and part in _fields(cls):
             field = _fields(cls)[part]
             cls = _model_in(field.annotation)
-        elif isinstance(part, str):
-            field = None  # a free name (a callback, a logger) or an undeclared key
+        elif isinstance(part, str):  # a free name: a callback, a logger, a task, or undeclared
+            value_type = _dict_value(field.annotation) if field is not None else None
+            plain = value_type is not None and _model_in(value_type) is None
+            field = FieldInfo.from_annotation(value_type) if plain else None
     return parts, node, field, holder
+
+
+def _dict_value(tp: Any) -> Any:
+    """The value type of a mapping field (``dict[str, X] | None`` -> X), else None."""
+    if get_origin(tp) is dict:
+        return get_args(tp)[1]
+    return next((v for arg in get_args(tp) if (v := _dict_value(arg)) is not None), None)
 
 
 def _key(parts: Sequence[Any]) -> str:

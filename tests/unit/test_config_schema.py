@@ -111,3 +111,25 @@ def test_store_settings_share_the_config_messages():
         StoreSettings(fractions=(0.5, 0.5, 0.5))
     with pytest.raises(ConfigError, match=r"store\.format=raw .* needs store\.shorter_side"):
         StoreSettings(shorter_side=None, format="raw")
+
+
+def test_multi_task_keys_are_typed(c):
+    c["dataset"]["challenge"] = ["class", "style"]
+    c["dataset"]["reader"]["label_map"] = {"style": "first_word"}  # arttl's, not the reader's
+    c["store"]["stratify_on"] = "style"
+    check_train_config(c)
+    c["dataset"]["challenge"] = []
+    c["store"]["stratify_on"] = 3
+    c["task_weights"] = {"style": -1}
+    text = problems(c)
+    assert "dataset.challenge" in text and "store.stratify_on" in text
+    assert "task_weights.style=-1 must be a number >= 0" in text
+
+
+def test_the_multi_task_preset_composes_with_its_label_maps(tmp_path):
+    cfg = compose_train(tmp_path, "+experiment=egypt_multitask")
+    assert list(cfg.dataset.challenge) == ["type", "material", "period"]
+    assert cfg.name == "egypt_multitask"
+    assert "/prepared/egypt_type+material+period__" in cfg.store.dir  # one store for all tasks
+    maps = cfg.dataset.reader.label_map
+    assert set(maps) == {"material", "period"} and maps.material.faience == "faience"

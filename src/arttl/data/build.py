@@ -29,6 +29,14 @@ from arttl.data.store import (
     split_file,
     write_split,
 )
+from arttl.data.tasks import (
+    TASK_PREFIX,
+    challenge_name,
+    is_multitask,
+    read_tasks,
+    task_labels,
+    task_list,
+)
 from arttl.errors import ConfigError
 
 
@@ -46,6 +54,7 @@ class StoreSettings:
     format: str = "jpeg"  # "raw": square uint8 arrays of side shorter_side, no decode at load
     split_by: str = "label"  # "group": every group (artist, ...) in one split; see data.split
     max_per_class: int | None = None  # keep at most this many images per class (seeded), or all
+    stratify_on: str | None = None  # several tasks: the one the split stratifies on (None: first)
 
     def __post_init__(self) -> None:
         check_store_settings(asdict(self))  # the ranges and messages of store.* in a config
@@ -223,12 +232,13 @@ def _class_names(
 
 
 def settings_dict(settings: StoreSettings) -> dict[str, Any]:
-    """The settings as hashed and recorded; an unset max_per_class is left out, so stores made
-    before it existed stay current."""
-    out = dict(settings.__dict__)
-    if out.get("max_per_class") is None:
-        out.pop("max_per_class", None)
-    return out
+    """The settings as hashed and recorded; an unset max_per_class or stratify_on is left out,
+    so stores made before they existed stay current."""
+    return {
+        k: v
+        for k, v in settings.__dict__.items()
+        if not (k in ("max_per_class", "stratify_on") and v is None)
+    }
 
 
 def settings_hash(identity: dict[str, Any], settings: StoreSettings) -> str:
@@ -295,10 +305,13 @@ def _check_same_source(store_dir: Path, old: dict[str, Any], source: dict[str, A
     )
 
 
-def _content_hash(split: pd.DataFrame, class_names: list[str], settings: StoreSettings) -> str:
+def _content_hash(split: pd.DataFrame, done: Labelled, settings: StoreSettings) -> str:
     """Identity of what a model sees: stored pixels, labels and split of every image."""
     rows = split[["split", "label", "pixel_hash"]].astype(str).to_numpy().tolist()
-    return config_hash({"rows": rows, "classes": class_names, "settings": settings_dict(settings)})
+    identity: dict[str, Any] = {"rows": rows, "classes": done.class_names}
+    if done.task_classes is not None:  # several tasks: every task's labels and classes
+        identity |= {"labels": done.labels.tolist(), "tasks": done.task_classes}
+    return config_hash({**identity, "settings": settings_dict(settings)})
 
 
 def _duplicates(split: pd.DataFrame) -> pd.DataFrame:
@@ -306,6 +319,70 @@ def _duplicates(split: pd.DataFrame) -> pd.DataFrame:
     dup = split[split.duplicated("pixel_hash", keep=False)]
     cols = ["pixel_hash", "path", "label", "split"]
     return dup.sort_values(["pixel_hash", "path"])[cols].rename(columns={"pixel_hash": "cluster"})
+
+
+@dataclass
+class Labelled:
+    """The split rows with their label matrix: one column (one task) or one per task."""
+
+    rows: pd.DataFrame
+    labels: np.ndarray  # (N,) class indices, or (N, tasks) with -1 where a task has no label
+    class_names: list[str]  # the (first) task's
+    task_classes: dict[str, list[str]] | None  # multi-task only: task -> class names
+    dropped: list[str] | dict[str, list[str]]  # classes too small for every split (per task)
+
+
+def label_rows(split: pd.DataFrame, identity: dict[str, Any], settings: StoreSettings) -> Labelled:
+    """The classes every split has, per task; rows of the others dropped (one task) or their
+    label masked (several tasks: an image keeps the labels it has)."""
+    tasks = task_list(identity.get("challenge") or "label")
+    if len(tasks) == 1:
+        names = _class_names(split, identity, settings)
+        index = {name: i for i, name in enumerate(names)}
+        labels = np.array([index[lbl] for lbl in split["label"]], dtype=np.int64)
+        return Labelled(split, labels, names, None, split.attrs.get("dropped_classes", []))
+    where = f"dataset {identity.get('dataset')!r} (root {identity.get('root')})"
+    rows, classes, dropped = task_labels(split, tasks, settings.min_per_split, where)
+    labels = rows[[TASK_PREFIX + t for t in tasks]].to_numpy(dtype=np.int64).reshape(-1, len(tasks))
+    return Labelled(rows, labels, classes[tasks[0]], classes, dropped)
+
+
+@dataclass(frozen=True)
+class StoreKey:
+    """What a store is made of: its source, the source files' manifest and the settings."""
+
+    source: dict[str, Any]
+    manifest: pd.DataFrame
+    source_fp: str
+    settings_digest: str
+    digest: str
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, identity: dict[str, Any], settings: StoreSettings) -> StoreKey:
+        manifest = source_manifest(table) if not table.empty else pd.DataFrame(columns=["path"])
+        source_fp = manifest_fingerprint(manifest)
+        settings_digest = settings_hash(identity, settings)
+        digest = config_hash({"settings": settings_digest, "source_fingerprint": source_fp})
+        source = {k: identity.get(k) for k in SOURCE_KEYS}
+        return cls(source, manifest, source_fp, settings_digest, digest)
+
+
+def _reuse_or_reason(
+    store_dir: Path, key: StoreKey, settings: StoreSettings, force: bool
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the reusable store's attributes, None) or (None, why it is rebuilt: None if new)."""
+    old = _existing(store_dir)
+    if old is None:
+        return None, None
+    if force:
+        return None, "force=true"
+    if store_is_current(store_dir, key.digest):
+        return old, None
+    _check_same_source(store_dir, old, key.source)
+    reason = _rebuild_reason(
+        store_dir, old, key.source, key.settings_digest, settings, key.manifest
+    )
+    return None, reason
 
 
 def build_store(
@@ -324,100 +401,34 @@ def build_store(
     refused unless ``force``.
     """
     store_dir = Path(store_dir)
-    source = {k: identity.get(k) for k in SOURCE_KEYS}
-    manifest = source_manifest(table) if not table.empty else pd.DataFrame(columns=["path"])
-    source_fp = manifest_fingerprint(manifest)
-    settings_digest = settings_hash(identity, settings)
-    digest = config_hash({"settings": settings_digest, "source_fingerprint": source_fp})
-    old = _existing(store_dir)
-    reason = None
-    if old is not None and not force:
-        if store_is_current(store_dir, digest):
-            return {"reused": True, "store": str(store_dir), **old}
-        _check_same_source(store_dir, old, source)
-        reason = _rebuild_reason(store_dir, old, source, settings_digest, settings, manifest)
-    elif old is not None:
-        reason = "force=true"
+    key = StoreKey.of(table, identity, settings)
+    reusable, reason = _reuse_or_reason(store_dir, key, settings, force)
+    if reusable is not None:
+        return {"reused": True, "store": str(store_dir), **reusable}
     if table.empty:
         raise ConfigError(
             f"dataset.root={identity.get('root')!r}: no images were found to prepare."
         )
+    unlabelled = list(table.attrs.get("rejected", []))  # several tasks: images with none of them
     table = cap_per_class(table, settings.max_per_class, settings.seed)
     # Fail before decoding when even a perfect decode would leave < 2 classes.
-    _class_names(_assign(table, settings, identity), identity, settings)
+    label_rows(_assign(table, settings, identity), identity, settings)
     with atomic_path(store_dir) as tmp:
         tmp.mkdir(parents=True)
-        pool_file = tmp / "_decoded.h5"
-        rejected, file_hashes, pixel_hashes = decode_all(
-            table["path"].tolist(), pool_file, settings, num_workers
+        done, rejected_df, duplicates = _write_store(
+            tmp, table, unlabelled, identity, settings, key, num_workers
         )
-        rejected_df = pd.DataFrame(
-            {"path": [table.at[i, "path"] for i in rejected], "reason": list(rejected.values())}
-        )
-        table["source_hash"], table["pixel_hash"] = file_hashes, pixel_hashes
-        accepted = table.drop(index=list(rejected)).copy()
-        accepted["row"] = accepted.index
-        accepted["dup_key"] = accepted["pixel_hash"]
-        split = _assign(accepted, settings, identity)
-        class_names = _class_names(split, identity, settings)
-        index = {name: i for i, name in enumerate(class_names)}
-        counts = {s: int((split["split"] == s).sum()) for s in SPLITS}
-        duplicates = _duplicates(split)
-        content = _content_hash(split, class_names, settings)
-        attrs = {
-            "source": str(identity.get("dataset")),
-            "challenge": str(identity.get("challenge")),
-            "root": str(identity.get("root")),
-            "seed": settings.seed,
-            "split_by": settings.split_by,
-            "max_per_class": settings.max_per_class or 0,
-            "shorter_side": settings.shorter_side or 0,
-            "jpeg_quality": settings.quality,
-            "image_format": settings.format,
-            "config_hash": digest,
-            "settings_hash": settings_digest,
-            "settings": json.dumps(settings_dict(settings), default=list),
-            "source_identity": json.dumps(source, sort_keys=True, default=str),
-            "source_fingerprint": source_fp,
-            "content_hash": content,
-            "config": json.dumps(identity, sort_keys=True, default=str),
-            "arttl_version": arttl.__version__,
-            "counts": json.dumps(counts),
-            "num_classes": len(class_names),
-            "rejected": len(rejected_df),
-            "duplicate_images": len(duplicates),
-        }
-        with h5py.File(pool_file, "r") as pool:
-            images = pool["images"]
-            for s in SPLITS:
-                part = split[split["split"] == s]
-                write_split(
-                    tmp / f"{s}.h5",
-                    (images[r].tobytes() for r in part["row"]),
-                    np.array([index[lbl] for lbl in part["label"]], dtype=np.int64),
-                    part["path"].tolist(),
-                    class_names,
-                    {**attrs, "split": s},
-                    raw_shape=settings.raw_shape,
-                    hashes={
-                        "source_hashes": part["source_hash"].tolist(),
-                        "pixel_hashes": part["pixel_hash"].tolist(),
-                    },
-                )
-        pool_file.unlink()
-        cols = ["path", "label", "split"] + (["group"] if "group" in split else [])
-        split[cols].to_csv(tmp / "splits.csv", index=False)
-        rejected_df.to_csv(tmp / "rejected.csv", index=False)
-        duplicates.to_csv(tmp / DUPLICATES_CSV, index=False)
-        manifest.to_csv(tmp / SOURCE_MANIFEST, index=False)
+    split = done.rows
+    counts = split_counts(split)
     return {
         "reused": False,
         "store": str(store_dir),
         "rebuilt_because": reason,
         "counts": counts,
-        "num_classes": len(class_names),
+        "num_classes": len(done.class_names),
+        "tasks": _task_summary(done),
         "rejected": rejected_df,
-        "dropped_classes": split.attrs.get("dropped_classes", []),
+        "dropped_classes": done.dropped,
         "duplicates": duplicates,
         "split_by": settings.split_by,
         "capped_rows": table.attrs.get("capped_rows", 0),
@@ -425,11 +436,131 @@ def build_store(
     }
 
 
+def _splits_csv(split: pd.DataFrame, done: Labelled) -> pd.DataFrame:
+    """splits.csv: path, label (the stratified one), split, group; per task its class name
+    (empty where the image has none)."""
+    cols = ["path", "label", "split"] + (["group"] if "group" in split else [])
+    out = split[cols].copy()
+    for task, names in (done.task_classes or {}).items():
+        out[TASK_PREFIX + task] = [names[i] if i >= 0 else "" for i in split[TASK_PREFIX + task]]
+    return out
+
+
+def split_counts(split: pd.DataFrame) -> dict[str, int]:
+    return {s: int((split["split"] == s).sum()) for s in SPLITS}
+
+
+def _write_store(
+    tmp: Path,
+    table: pd.DataFrame,
+    unlabelled: list[tuple[str, str]],
+    identity: dict[str, Any],
+    settings: StoreSettings,
+    key: StoreKey,
+    num_workers: int,
+) -> tuple[Labelled, pd.DataFrame, pd.DataFrame]:
+    """Decode, split and label ``table`` into the new store folder ``tmp``: the split files,
+    splits.csv, rejected.csv, duplicates.csv and the source manifest."""
+    pool_file = tmp / "_decoded.h5"
+    rejected, file_hashes, pixel_hashes = decode_all(
+        table["path"].tolist(), pool_file, settings, num_workers
+    )
+    rejected_df = pd.DataFrame(
+        [*unlabelled, *((table.at[i, "path"], why) for i, why in rejected.items())],
+        columns=["path", "reason"],
+    )
+    table["source_hash"], table["pixel_hash"] = file_hashes, pixel_hashes
+    accepted = table.drop(index=list(rejected)).copy()
+    accepted["row"] = accepted.index
+    accepted["dup_key"] = accepted["pixel_hash"]
+    done = label_rows(_assign(accepted, settings, identity), identity, settings)
+    split = done.rows
+    duplicates = _duplicates(split)
+    attrs = {
+        **_store_attrs(identity, settings, key),
+        "content_hash": _content_hash(split, done, settings),
+        "counts": json.dumps(split_counts(split)),
+        "num_classes": len(done.class_names),
+        "rejected": len(rejected_df),
+        "duplicate_images": len(duplicates),
+    }
+    _write_splits(tmp, pool_file, done, attrs, settings)
+    pool_file.unlink()
+    _splits_csv(split, done).to_csv(tmp / "splits.csv", index=False)
+    rejected_df.to_csv(tmp / "rejected.csv", index=False)
+    duplicates.to_csv(tmp / DUPLICATES_CSV, index=False)
+    key.manifest.to_csv(tmp / SOURCE_MANIFEST, index=False)
+    return done, rejected_df, duplicates
+
+
+def _store_attrs(
+    identity: dict[str, Any], settings: StoreSettings, key: StoreKey
+) -> dict[str, Any]:
+    """The attributes every split file carries: where it came from and how it was made."""
+    return {
+        "source": str(identity.get("dataset")),
+        "challenge": challenge_name(identity.get("challenge") or "label"),
+        "root": str(identity.get("root")),
+        "seed": settings.seed,
+        "split_by": settings.split_by,
+        "max_per_class": settings.max_per_class or 0,
+        "shorter_side": settings.shorter_side or 0,
+        "jpeg_quality": settings.quality,
+        "image_format": settings.format,
+        "config_hash": key.digest,
+        "settings_hash": key.settings_digest,
+        "settings": json.dumps(settings_dict(settings), default=list),
+        "source_identity": json.dumps(key.source, sort_keys=True, default=str),
+        "source_fingerprint": key.source_fp,
+        "config": json.dumps(identity, sort_keys=True, default=str),
+        "arttl_version": arttl.__version__,
+    }
+
+
+def _write_splits(
+    tmp: Path, pool_file: Path, done: Labelled, attrs: dict[str, Any], settings: StoreSettings
+) -> None:
+    split = done.rows
+    with h5py.File(pool_file, "r") as pool:
+        images = pool["images"]
+        for s in SPLITS:
+            member = (split["split"] == s).to_numpy()
+            part = split[member]
+            write_split(
+                tmp / f"{s}.h5",
+                (images[r].tobytes() for r in part["row"]),
+                done.labels[member],
+                part["path"].tolist(),
+                done.class_names,
+                {**attrs, "split": s},
+                raw_shape=settings.raw_shape,
+                hashes={
+                    "source_hashes": part["source_hash"].tolist(),
+                    "pixel_hashes": part["pixel_hash"].tolist(),
+                },
+                task_classes=done.task_classes,
+            )
+
+
+def _task_summary(done: Labelled) -> dict[str, dict[str, Any]] | None:
+    """Per task of a multi-task store: classes and labelled images per split (for the summary)."""
+    if done.task_classes is None:
+        return None
+    out = {}
+    for i, (task, names) in enumerate(done.task_classes.items()):
+        has = done.labels[:, i] >= 0
+        counts = {s: int((has & (done.rows["split"] == s).to_numpy()).sum()) for s in SPLITS}
+        out[task] = {"classes": len(names), "labelled": counts, "dropped": done.dropped[task]}
+    return out
+
+
 def _assign(table: pd.DataFrame, settings: StoreSettings, identity: dict[str, Any]) -> pd.DataFrame:
+    several = is_multitask(identity.get("challenge") or "label")
     try:
         return assign_splits(
-            table, settings.fractions, settings.seed, settings.min_per_split, settings.split_by
-        )
+            table, settings.fractions, settings.seed, settings.min_per_split, settings.split_by,
+            keep_rare=several,  # each task masks its own rare classes (label_rows)
+        )  # fmt: skip
     except ConfigError as err:  # say which collection: the split knows only its table
         where = f"dataset {identity.get('dataset')!r} (root {identity.get('root')})"
         raise ConfigError(f"{where}: {err}") from None
@@ -437,7 +568,7 @@ def _assign(table: pd.DataFrame, settings: StoreSettings, identity: dict[str, An
 
 def prepare_dataset(
     name: str,
-    challenge: str,
+    challenge: str | list[str],
     root: str | Path,
     reader: Any,
     store_dir: str | Path,
@@ -449,13 +580,17 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Read a source with ``reader(root=, challenge=)`` and build its store (reused when current).
 
+    A list of challenges (tasks) reads each with the reader and joins them (``data.tasks``);
+    ``reader_options["label_map"]`` maps a task's labels to classes (any reader).
     ``check_source=False`` uses a complete store made with the same source identity and
     settings without re-reading the source (it may be gone); the summary says it is unverified.
     """
     remote = is_non_path_root(reader, root)
+    tasks = task_list(challenge)
+    label_maps = (reader_options or {}).get("label_map")
     identity = {
         "dataset": name,
-        "challenge": challenge,
+        "challenge": tasks[0] if len(tasks) == 1 else tasks,
         "root": str(root) if remote or root in (None, "", "???") else str(Path(root).resolve()),
         "reader": reader_options or {},
     }
@@ -464,7 +599,10 @@ def prepare_dataset(
         if old is not None and old.get("settings_hash") == settings_hash(identity, settings):
             return {"reused": True, "unverified": True, "store": str(store_dir), **old}
     check_dataset_root(name, root, reader, store_dir)
-    table = reader(root=root, challenge=challenge)
+    if len(tasks) == 1 and not label_maps:
+        table = reader(root=root, challenge=tasks[0])
+    else:
+        table = read_tasks(reader, root, tasks, label_maps, settings.stratify_on)
     return build_store(table, store_dir, identity, settings, num_workers=num_workers, force=force)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -182,6 +183,79 @@ def _unit_key(seed: int, path: str) -> int:
 
 
 # Stratified group split written by hand (StratifiedGroupKFold's idea): no scikit-learn.
+class _GroupPlacer:
+    """Units (groups) placed greedily where they bring the per-class split proportions closest
+    to ``fractions`` (squared error of per-class proportions); see :func:`_by_group`."""
+
+    def __init__(
+        self, labels: np.ndarray, inverse: np.ndarray, first_path: np.ndarray, seed: int,
+        fractions: tuple[float, ...],
+    ) -> None:  # fmt: skip
+        n_units = int(inverse.max()) + 1 if len(inverse) else 0
+        self.classes, label_code = np.unique(labels, return_inverse=True)
+        # unit x class counts, stored sparsely as CSR (a unit holds only a few classes)
+        pair = pd.DataFrame({"u": inverse, "c": label_code}).value_counts().sort_index()
+        self.ent_u = pair.index.get_level_values("u").to_numpy()
+        self.ent_c = pair.index.get_level_values("c").to_numpy()
+        self.ent_n = pair.to_numpy().astype(float)
+        self.ptr = np.searchsorted(self.ent_u, np.arange(n_units + 1))
+        self.size = np.bincount(inverse, minlength=n_units)
+        self.rank = np.asarray([_unit_key(seed, str(p)) for p in first_path], dtype=np.uint64)
+        total = np.bincount(self.ent_c, weights=self.ent_n, minlength=len(self.classes))
+        self.target = np.outer(np.asarray(fractions, dtype=float), total)  # split x class
+        self.weight = 1.0 / np.maximum(total, 1.0) ** 2  # error in proportions, every class alike
+        self.filled = np.zeros_like(self.target)
+        self.where = np.full(n_units, -1, dtype=np.int64)
+
+    def costs(self, u: int) -> np.ndarray:
+        part = slice(self.ptr[u], self.ptr[u + 1])
+        c, n = self.ent_c[part], self.ent_n[part]
+        deficit = self.target[:, c] - self.filled[:, c]
+        return (self.weight[c] * n * (n - 2.0 * deficit)).sum(axis=1)
+
+    def place(self, u: int, s: int) -> None:
+        self.where[u] = s
+        part = slice(self.ptr[u], self.ptr[u + 1])
+        self.filled[s, self.ent_c[part]] += self.ent_n[part]
+
+    def seed_small_splits(self, n_splits: int, need: int) -> None:
+        """For every class with enough units, a seeded unit that fits each small split's quota
+        goes there first, so no class is dropped for lack of a val/test image."""
+        small = list(range(n_splits - 1, 0, -1))  # test before val, as in label mode
+        ents_of = [np.flatnonzero(self.ent_c == c) for c in range(len(self.classes))]
+        order = sorted(
+            range(len(self.classes)), key=lambda k: (len(ents_of[k]), str(self.classes[k]))
+        )
+        for c in order:
+            if len(ents_of[c]) < n_splits:
+                continue  # cannot reach every split: dropped later whatever we do
+            for s in small:
+                while self.filled[s, c] < need:
+                    free = [e for e in ents_of[c].tolist() if self.where[self.ent_u[e]] < 0]
+                    later = sum(self.filled[t, c] < need for t in range(n_splits) if t != s)
+                    if len(free) <= later:
+                        break
+                    self.place(int(self.ent_u[min(free, key=self._pick_key(s, c))]), s)
+
+    def _pick_key(self, s: int, c: int) -> Callable[[int], tuple[bool, float, int]]:
+        # a seeded pick among the units that fit the quota (this is where the seed matters
+        # most); only if none fits, the one that overshoots least
+        room = self.target[s, c] - self.filled[s, c] + 1e-9
+
+        def key(e: int) -> tuple[bool, float, int]:
+            u = self.ent_u[e]
+            over = bool(self.ent_n[e] > room)
+            return over, float(self.costs(u)[s]) if over else 0.0, int(self.rank[u])
+
+        return key
+
+    def place_rest(self) -> None:
+        """The other units, largest first (ties in a seeded order), each where it helps most."""
+        for u in np.lexsort((self.rank, -self.size)).tolist():
+            if self.where[u] < 0:
+                self.place(u, int(np.argmin(self.costs(u))))
+
+
 def _by_group(
     labels: np.ndarray,
     unit: np.ndarray,
@@ -194,72 +268,127 @@ def _by_group(
 ) -> dict[int, str]:
     """Stratified group split of ``rows`` into ``names`` (the first is the large one).
 
-    Implemented by hand (no scikit-learn), after the idea of StratifiedGroupKFold: units
-    (groups) are placed greedily where they bring the per-class split proportions closest
-    to ``fractions`` (squared error of per-class proportions). First, for every class with
-    enough units, a seeded random unit that fits each small split's quota is put there, so
-    that no class is dropped for lack of a val/test image and the seed varies the split;
-    then the other units follow, largest first (ties in a seeded order), each to the split
-    that lowers the error most.
+    Implemented by hand (no scikit-learn), after the idea of StratifiedGroupKFold: first, for
+    every class with enough units, a seeded random unit that fits each small split's quota is
+    put there, so that no class is dropped for lack of a val/test image and the seed varies the
+    split; then the other units follow, largest first (ties in a seeded order), each to the
+    split that lowers the error most.
     """
     sub_unit = unit[rows]
     uids, inverse = np.unique(sub_unit, return_inverse=True)
-    n_units = len(uids)
-    classes, label_code = np.unique(labels[rows], return_inverse=True)
-    n_classes = len(classes)
-    # unit x class counts, stored sparsely as CSR (a unit holds only a few classes)
-    pair = pd.DataFrame({"u": inverse, "c": label_code}).value_counts().sort_index()
-    ent_u = pair.index.get_level_values("u").to_numpy()
-    ent_c = pair.index.get_level_values("c").to_numpy()
-    ent_n = pair.to_numpy().astype(float)
-    ptr = np.searchsorted(ent_u, np.arange(n_units + 1))
-    size = np.bincount(inverse, minlength=n_units)
     first_path = pd.Series(paths[rows]).groupby(inverse).min().to_numpy()
-    rank = np.asarray([_unit_key(seed, str(p)) for p in first_path], dtype=np.uint64)
-
-    total = np.bincount(ent_c, weights=ent_n, minlength=n_classes)
-    target = np.outer(np.asarray(fractions, dtype=float), total)  # split x class
-    weight = 1.0 / np.maximum(total, 1.0) ** 2  # error in proportions, every class alike
-    filled = np.zeros_like(target)
-    where = np.full(n_units, -1, dtype=np.int64)
-
-    def costs(u: int) -> np.ndarray:
-        c, n = ent_c[ptr[u] : ptr[u + 1]], ent_n[ptr[u] : ptr[u + 1]]
-        deficit = target[:, c] - filled[:, c]
-        return (weight[c] * n * (n - 2.0 * deficit)).sum(axis=1)
-
-    def place(u: int, s: int) -> None:
-        where[u] = s
-        filled[s, ent_c[ptr[u] : ptr[u + 1]]] += ent_n[ptr[u] : ptr[u + 1]]
-
+    placer = _GroupPlacer(labels[rows], inverse, first_path, seed, fractions)
     need = max(int(min_per_split), 0)
     if need:
-        small = list(range(len(names) - 1, 0, -1))  # test before val, as in label mode
-        ents_of = [np.flatnonzero(ent_c == c) for c in range(n_classes)]
-        for c in sorted(range(n_classes), key=lambda k: (len(ents_of[k]), str(classes[k]))):
-            if len(ents_of[c]) < len(names):
-                continue  # cannot reach every split: dropped later whatever we do
-            for s in small:
-                while filled[s, c] < need:
-                    free = [e for e in ents_of[c].tolist() if where[ent_u[e]] < 0]
-                    later = sum(filled[t, c] < need for t in range(len(names)) if t != s)
-                    if len(free) <= later:
-                        break
-                    # a seeded pick among the units that fit the quota (this is where the seed
-                    # matters most); only if none fits, the one that overshoots least
-                    room = target[s, c] - filled[s, c] + 1e-9
-
-                    def pick(e: int, s: int = s, room: float = room) -> tuple[bool, float, int]:
-                        over = bool(ent_n[e] > room)
-                        return over, float(costs(ent_u[e])[s]) if over else 0.0, int(rank[ent_u[e]])
-
-                    best = min(free, key=pick)
-                    place(int(ent_u[best]), s)
-    for u in np.lexsort((rank, -size)).tolist():
-        if where[u] < 0:
-            place(u, int(np.argmin(costs(u))))
-    split_of_unit = dict(zip(uids.tolist(), (names[s] for s in where.tolist()), strict=True))
+        placer.seed_small_splits(len(names), need)
+    placer.place_rest()
+    split_of_unit = dict(zip(uids.tolist(), (names[s] for s in placer.where.tolist()), strict=True))
     return {r: split_of_unit[u] for r, u in zip(rows.tolist(), sub_unit.tolist(), strict=True)}
+
+
+def _check_groups(df: pd.DataFrame, groups: list[str | None]) -> None:
+    if "group" not in df:
+        raise ConfigError(
+            "store.split_by='group' needs a 'group' column in the dataset table, but this "
+            f"dataset has none (columns: {list(df.columns)}). {_NO_GROUP_HINT}."
+        )
+    if all(g is None for g in groups):
+        raise ConfigError(
+            "store.split_by='group' needs a group per image, but the dataset table's "
+            f"'group' column is empty in all {len(df)} rows. {_NO_GROUP_HINT}."
+        )
+
+
+def _split_stats(
+    df: pd.DataFrame,
+    split_by: str,
+    groups: list[str | None],
+    dups: list[str | None],
+    given: list[str | None],
+) -> dict[str, object]:
+    """The split's ``attrs`` (see :func:`assign_splits`), counted over the input rows."""
+    has_given = any(g is not None for g in given)
+    n_dup_groups, n_dup_rows = _cluster_stats(dups)
+    attrs: dict[str, object] = {
+        "split_by": split_by,
+        "duplicate_groups": n_dup_groups,
+        "duplicate_rows": n_dup_rows,
+        "duplicates_across_given_splits": _across(dups, given) if has_given else 0,
+        "mixed_label_groups": None,
+        "ungrouped_rows": None,
+        "groups_across_given_splits": None,
+    }
+    if split_by == "group":
+        mix: dict[str, set[str]] = {}
+        for g, lab in zip(groups, df["label"].astype(str).tolist(), strict=True):
+            if g is not None:
+                mix.setdefault(g, set()).add(lab)
+        attrs["mixed_label_groups"] = sum(len(v) > 1 for v in mix.values())
+        attrs["ungrouped_rows"] = sum(g is None for g in groups)
+        attrs["groups_across_given_splits"] = _across(groups, given) if has_given else 0
+    for key in ("duplicates_across_given_splits", "groups_across_given_splits"):
+        if attrs[key]:
+            log.warning("split: %s=%s (the source's own splits overlap)", key, attrs[key])
+    return attrs
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every assignment needs: labels, units (rows that move together), paths, settings."""
+
+    labels: np.ndarray
+    unit: np.ndarray
+    paths: np.ndarray
+    seed: int
+    fractions: tuple[float, float, float]
+    min_per_split: int
+    split_by: str
+
+
+def _given_then_assigned(plan: _Plan, given: pd.Series) -> list[str | None]:
+    """Rows the source assigned keep their split; a source with only train/val (the ArtGAN
+    lists) has its test split carved out of its train rows."""
+    out = given.tolist()
+    if "test" in set(given.dropna()):
+        return out
+    rows = np.flatnonzero(given.to_numpy() == "train")
+    share = plan.fractions[2] / (plan.fractions[0] + plan.fractions[2])
+    if plan.split_by == "group":
+        assigned = _by_group(
+            plan.labels, plan.unit, plan.paths, rows, plan.seed,
+            ("train", "test"), (1.0 - share, share), plan.min_per_split,
+        )  # fmt: skip
+    else:
+
+        def test_only(n: int) -> list[tuple[str, int]]:
+            return [("test", max(plan.min_per_split, round(n * share)))]
+
+        assigned = _by_label(plan.labels, plan.unit, rows, plan.seed, test_only, "train")
+    for r, split in assigned.items():
+        out[r] = split
+    return out
+
+
+def _all_assigned(plan: _Plan) -> list[str | None]:
+    out: list[str | None] = [None] * len(plan.labels)
+    if not len(out):
+        return out
+    rows = np.arange(len(out))
+    if plan.split_by == "group":
+        assigned = _by_group(
+            plan.labels, plan.unit, plan.paths, rows, plan.seed,
+            ("train", "val", "test"), tuple(plan.fractions), plan.min_per_split,
+        )  # fmt: skip
+    else:
+
+        def val_test(n: int) -> list[tuple[str, int]]:
+            n_val, n_test = _counts(n, plan.fractions, plan.min_per_split)
+            return [("test", n_test), ("val", n_val)]
+
+        assigned = _by_label(plan.labels, plan.unit, rows, plan.seed, val_test, "train")
+    for r, split in assigned.items():
+        out[r] = split
+    return out
 
 
 def assign_splits(
@@ -268,6 +397,7 @@ def assign_splits(
     seed: int = 42,
     min_per_split: int = 1,
     split_by: str = "label",
+    keep_rare: bool = False,
 ) -> pd.DataFrame:
     """Add a ``split`` column (stratified by label) and drop classes too small for every split.
 
@@ -285,7 +415,8 @@ def assign_splits(
     several splits: they cannot be moved); for ``split_by="group"`` also
     ``mixed_label_groups`` (groups with images of several classes, kept whole),
     ``ungrouped_rows`` (rows without a group) and ``groups_across_given_splits``; these three
-    are None for ``split_by="label"``. Counts are over the input table.
+    are None for ``split_by="label"``. Counts are over the input table. ``keep_rare=True`` keeps
+    the rows of dropped classes (a multi-task store masks them per task instead).
     """
     check_fractions(fractions)
     if split_by not in SPLIT_BY:
@@ -293,81 +424,18 @@ def assign_splits(
     df = table.sort_values("path", kind="stable").reset_index(drop=True)
     groups = _keys(df, "group")
     if split_by == "group":
-        if "group" not in df:
-            raise ConfigError(
-                "store.split_by='group' needs a 'group' column in the dataset table, but this "
-                f"dataset has none (columns: {list(df.columns)}). {_NO_GROUP_HINT}."
-            )
-        if all(g is None for g in groups):
-            raise ConfigError(
-                "store.split_by='group' needs a group per image, but the dataset table's "
-                f"'group' column is empty in all {len(df)} rows. {_NO_GROUP_HINT}."
-            )
+        _check_groups(df, groups)
     dups = _keys(df, "dup_key")
     given = df["split"] if "split" in df else pd.Series([None] * len(df))
     given = given.where(given.notna(), None)
-    given_list = given.tolist()
-    has_given = given.notna().any()
-    n_dup_groups, n_dup_rows = _cluster_stats(dups)
-    attrs: dict[str, object] = {
-        "split_by": split_by,
-        "duplicate_groups": n_dup_groups,
-        "duplicate_rows": n_dup_rows,
-        "duplicates_across_given_splits": _across(dups, given_list) if has_given else 0,
-        "mixed_label_groups": None,
-        "ungrouped_rows": None,
-        "groups_across_given_splits": None,
-    }
-    labels = df["label"].astype(str).to_numpy()
-    if split_by == "group":
-        mix: dict[str, set[str]] = {}
-        for g, lab in zip(groups, labels.tolist(), strict=True):
-            if g is not None:
-                mix.setdefault(g, set()).add(lab)
-        attrs["mixed_label_groups"] = sum(len(v) > 1 for v in mix.values())
-        attrs["ungrouped_rows"] = sum(g is None for g in groups)
-        attrs["groups_across_given_splits"] = _across(groups, given_list) if has_given else 0
-        unit = _components(groups, dups)
-    else:
-        unit = _components(dups)
-    for key in ("duplicates_across_given_splits", "groups_across_given_splits"):
-        if attrs[key]:
-            log.warning("split: %s=%s (the source's own splits overlap)", key, attrs[key])
-
-    out = pd.Series([None] * len(df), dtype=object)
-    if has_given:
-        out[:] = given_list
-        if "test" not in set(given.dropna()):
-            rows = np.flatnonzero(given.to_numpy() == "train")
-            share = fractions[2] / (fractions[0] + fractions[2])
-            if split_by == "group":
-                assigned = _by_group(
-                    labels, unit, df["path"].to_numpy(), rows, seed,
-                    ("train", "test"), (1.0 - share, share), min_per_split,
-                )  # fmt: skip
-            else:
-                assigned = _by_label(
-                    labels, unit, rows, seed,
-                    lambda n: [("test", max(min_per_split, round(n * share)))], "train",
-                )  # fmt: skip
-            for r, split in assigned.items():
-                out[r] = split
-    elif len(df):
-        rows = np.arange(len(df))
-        if split_by == "group":
-            assigned = _by_group(
-                labels, unit, df["path"].to_numpy(), rows, seed,
-                ("train", "val", "test"), tuple(fractions), min_per_split,
-            )  # fmt: skip
-        else:
-
-            def plan(n: int) -> list[tuple[str, int]]:
-                n_val, n_test = _counts(n, fractions, min_per_split)
-                return [("test", n_test), ("val", n_val)]
-
-            assigned = _by_label(labels, unit, rows, seed, plan, "train")
-        out[list(assigned)] = list(assigned.values())
-    df["split"] = out
+    attrs = _split_stats(df, split_by, groups, dups, given.tolist())
+    unit = _components(groups, dups) if split_by == "group" else _components(dups)
+    plan = _Plan(
+        df["label"].astype(str).to_numpy(), unit, df["path"].to_numpy(), seed, fractions,
+        min_per_split, split_by,
+    )  # fmt: skip
+    values = _given_then_assigned(plan, given) if given.notna().any() else _all_assigned(plan)
+    df["split"] = pd.Series(values, index=df.index, dtype=object)
     df = df[df["split"].notna()]
     counts = (
         df.groupby(["label", "split"])
@@ -377,7 +445,7 @@ def assign_splits(
     )
     keep = counts.index[(counts >= min_per_split).all(axis=1)]
     dropped = sorted(set(counts.index) - set(keep))
-    result = df[df["label"].isin(keep)].reset_index(drop=True)
+    result = (df if keep_rare else df[df["label"].isin(keep)]).reset_index(drop=True)
     result.attrs.update(attrs)
     result.attrs["dropped_classes"] = dropped
     return result

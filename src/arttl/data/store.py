@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 from arttl.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+TASK_CLASSES = "task_class_names"  # group of a multi-task store: one class-name list per task
 STORE_FORMAT = 1
 IMAGE_FORMATS = ("jpeg", "raw")  # raw: fixed-size (N, H, W, 3) uint8, no decode when loading
 
@@ -33,6 +35,7 @@ def write_split(
     attrs: dict[str, Any],
     raw_shape: tuple[int, int, int] | None = None,
     hashes: dict[str, list[str]] | None = None,
+    task_classes: dict[str, list[str]] | None = None,
 ) -> None:
     """Write one split to ``path`` (the caller renames it into place when the whole store is done).
 
@@ -40,26 +43,14 @@ def write_split(
     that shape: a raw store trades disk space for no JPEG decode in the DataLoader workers.
     ``hashes`` (e.g. ``source_hashes``, ``pixel_hashes``: one hex string per image) identify
     the images, so a checkpoint can tell later whether a store holds images it trained on.
+    A multi-task store (``task_classes``: task -> class names, in column order) has one label
+    column per task in ``labels`` (-1: the image has no label for that task); ``class_names``
+    are then its first task's.
     """
     labels = np.asarray(labels, dtype=np.int64)
     str_dt = h5py.string_dtype("utf-8")
     with h5py.File(path, "w") as f:
-        if raw_shape is None:
-            img_ds = f.create_dataset(
-                "images",
-                shape=(len(labels),),
-                dtype=h5py.vlen_dtype(np.uint8),
-                chunks=(max(1, min(64, len(labels))),),
-                track_times=False,  # same input -> byte-identical file
-            )
-        else:
-            img_ds = f.create_dataset(
-                "images",
-                shape=(len(labels), *raw_shape),
-                dtype=np.uint8,
-                chunks=(1, *raw_shape),  # one image per chunk: random access reads one chunk
-                track_times=False,
-            )
+        img_ds = _image_dataset(f, len(labels), raw_shape)
         for i, data in enumerate(images):
             arr = np.frombuffer(data, dtype=np.uint8)
             img_ds[i] = arr if raw_shape is None else arr.reshape(raw_shape)
@@ -73,6 +64,13 @@ def write_split(
             dtype=str_dt,
             track_times=False,
         )
+        for task, names in (task_classes or {}).items():
+            f.create_dataset(
+                f"{TASK_CLASSES}/{task}", data=np.array(names, dtype=object), dtype=str_dt,
+                track_times=False,
+            )  # fmt: skip
+        if task_classes:
+            f.attrs["tasks"] = json.dumps(list(task_classes))
         for name, values in (hashes or {}).items():
             f.create_dataset(name, data=np.array(values, dtype="S16"), track_times=False)
         for key, value in attrs.items():
@@ -81,6 +79,25 @@ def write_split(
         f.attrs["image_format"] = "jpeg" if raw_shape is None else "raw"
         f.attrs["count"] = len(labels)
         f.attrs["complete"] = True  # last write: a file without it was interrupted
+
+
+def _image_dataset(f: h5py.File, n: int, raw_shape: tuple[int, int, int] | None) -> h5py.Dataset:
+    """JPEG bytes (one variable-length row per image), or fixed-size raw uint8 arrays."""
+    if raw_shape is None:
+        return f.create_dataset(
+            "images",
+            shape=(n,),
+            dtype=h5py.vlen_dtype(np.uint8),
+            chunks=(max(1, min(64, n)),),
+            track_times=False,  # same input -> byte-identical file
+        )
+    return f.create_dataset(
+        "images",
+        shape=(n, *raw_shape),
+        dtype=np.uint8,
+        chunks=(1, *raw_shape),  # one image per chunk: random access reads one chunk
+        track_times=False,
+    )
 
 
 def read_attrs(path: str | Path) -> dict[str, Any]:
@@ -109,20 +126,52 @@ def read_hashes(path: str | Path, name: str = "source_hashes") -> list[str] | No
         return [h.decode() for h in f[name][()]]
 
 
+def _strings(values: np.ndarray) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in values]
+
+
 def read_class_names(path: str | Path) -> list[str]:
     with h5py.File(path, "r") as f:
-        return [s.decode() if isinstance(s, bytes) else str(s) for s in f["class_names"][()]]
+        return _strings(f["class_names"][()])
+
+
+def read_task_classes(path: str | Path) -> dict[str, list[str]] | None:
+    """A multi-task store's tasks and their class names, in label-column order (None: one task)."""
+    with h5py.File(path, "r") as f:
+        if "tasks" not in f.attrs:
+            return None
+        return {t: _strings(f[f"{TASK_CLASSES}/{t}"][()]) for t in json.loads(f.attrs["tasks"])}
+
+
+def task_columns(available: dict[str, list[str]] | None, tasks: list[str], where: str) -> list[int]:
+    """The label columns of ``tasks`` in a store with ``available`` tasks; a task it lacks is
+    an error naming the ones it has."""
+    names = list(available or {})
+    missing = [t for t in tasks if t not in names]
+    if missing:
+        raise ConfigError(
+            f"{where} has no task {missing[0]!r}: its tasks are {names or 'none (one-task store)'}."
+            " Train on tasks the store has (tasks=[...]) or prepare it with them "
+            "(dataset.challenge=[...])."
+        )
+    return [names.index(t) for t in tasks]
 
 
 class H5ImageDataset(Dataset):
     """Images of one split; the file is opened on first access, so every DataLoader worker has its own.
 
     Reads JPEG and raw stores alike. ``encoded=True`` (JPEG stores only) yields the JPEG bytes
-    as a 1-D uint8 tensor instead of an image, for batched decoding on the GPU.
+    as a 1-D uint8 tensor instead of an image, for batched decoding on the GPU. In a multi-task
+    store the label is a tensor with one entry per task of ``tasks`` (default: all the store's,
+    in its order), -1 where the image has none.
     """
 
     def __init__(
-        self, path: str | Path, transform: Callable | None = None, encoded: bool = False
+        self,
+        path: str | Path,
+        transform: Callable | None = None,
+        encoded: bool = False,
+        tasks: list[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.transform = transform
@@ -136,9 +185,13 @@ class H5ImageDataset(Dataset):
                     "arrays (store.format=raw); use store.format=jpeg or data.gpu_decode=false."
                 )
             self.labels = f["labels"][()]
-            self.class_names = [
-                s.decode() if isinstance(s, bytes) else str(s) for s in f["class_names"][()]
-            ]
+            self.class_names = _strings(f["class_names"][()])
+        self.task_classes = read_task_classes(self.path)
+        if tasks is not None or self.task_classes is not None:
+            chosen = list(tasks) if tasks is not None else list(self.task_classes or {})
+            columns = task_columns(self.task_classes, chosen, f"store file {str(self.path)!r}")
+            self.labels = self.labels[:, columns]
+            self.task_classes = {t: (self.task_classes or {})[t] for t in chosen}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -168,13 +221,18 @@ class H5ImageDataset(Dataset):
             return Image.fromarray(self._images()[index])
         return Image.open(io.BytesIO(self.raw(index))).convert("RGB")
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def label(self, index: int) -> int | torch.Tensor:
+        """An int, or one entry per task (a LongTensor) in a multi-task store."""
+        value = self.labels[index]
+        return int(value) if self.task_classes is None else torch.from_numpy(value.copy())
+
+    def __getitem__(self, index: int) -> tuple[Any, int | torch.Tensor]:
         if self.encoded:
-            return torch.from_numpy(self._images()[index]), int(self.labels[index])
+            return torch.from_numpy(self._images()[index]), self.label(index)
         img = self.image(index)
         if self.transform is not None:
             img = self.transform(img)
-        return img, int(self.labels[index])
+        return img, self.label(index)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -36,7 +36,10 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
     for split, n in summary["counts"].items():
         table.add_row(split, str(n))
     console.print(table)
-    console.print(f"{summary['num_classes']} classes")
+    if summary.get("tasks"):
+        _print_tasks(summary["tasks"], console)
+    else:
+        console.print(f"{summary['num_classes']} classes")
     _print_rejects_and_duplicates(summary, console)
     if summary.get("capped_rows"):
         console.print(
@@ -58,13 +61,28 @@ def print_store_summary(summary: dict[str, Any], console: Console | None = None)
                 else ""
             )
         )
-    if summary.get("dropped_classes"):
+    if summary.get("dropped_classes") and not summary.get("tasks"):
         dropped = summary["dropped_classes"]
         console.print(
             f"[yellow]dropped {len(dropped)} class(es) too small for every split[/yellow]: "
             + ", ".join(map(str, dropped[:20]))
             + (" …" if len(dropped) > 20 else "")
         )
+
+
+def _print_tasks(tasks: dict[str, dict[str, Any]], console: Console) -> None:
+    """Several tasks: each one's classes, labelled images per split and dropped classes."""
+    table = Table(title="tasks (labelled images per split; the others are masked)")
+    for col in ("task", "classes", "train", "val", "test", "dropped (too small for every split)"):
+        table.add_column(col)
+    for task, info in tasks.items():
+        dropped = info["dropped"]
+        text = ", ".join(map(str, dropped[:8])) + (" …" if len(dropped) > 8 else "")
+        counts = [str(info["labelled"][s]) for s in ("train", "val", "test")]
+        table.add_row(
+            task, str(info["classes"]), *counts, f"{len(dropped)}: {text}" if dropped else "none"
+        )
+    console.print(table)
 
 
 def _print_rejects_and_duplicates(summary: dict[str, Any], console: Console) -> None:

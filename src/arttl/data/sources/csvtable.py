@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +31,7 @@ def read_csv_table(
     challenge: str = "label",
     csv_path: str | os.PathLike[str] = "labels.csv",
     path_column: str = "path",
-    label_column: str | None = None,
+    label_column: str | Mapping[str, str] | None = None,
     group_column: str | None = None,
     split_column: str | None = None,
     sep: str = ",",
@@ -42,7 +42,9 @@ def read_csv_table(
     """Read a table with one image per row; relative paths are resolved against ``root``.
 
     The label column is ``label_column``, or the column named like ``challenge`` when it is
-    None (so one table with columns ``style`` and ``genre`` serves two challenges).
+    None (so one table with columns ``style`` and ``genre`` serves two challenges); a mapping
+    ``{task: column}`` names each task's column (``{type: Classification, material: Medium}``:
+    several tasks from one museum export).
     ``group_column`` / ``split_column`` are optional (split values: train, val, test or
     empty). Rows whose file is missing are left out and counted in ``df.attrs["missing"]``.
     ``path_format`` builds each path from the row instead of ``path_column`` (a museum export
@@ -53,6 +55,8 @@ def read_csv_table(
     table = resolve_under(root, csv_path, "csv_path", kind="file")
     df = pd.read_csv(table, dtype=str, keep_default_na=False, na_filter=False, sep=sep)
     df.columns = [str(c).strip() for c in df.columns]
+    if isinstance(label_column, Mapping):
+        label_column = _task_column(label_column, challenge, df, table)
     if label_column is None:
         label_column = _challenge_column(
             df, challenge, (path_column, group_column, split_column), table
@@ -61,17 +65,10 @@ def read_csv_table(
         df = _select(df, query, table)
     if path_format:
         df = df.assign(**{path_column: _format_paths(df, path_format, table)})
-    for key, col in (
-        ("path_column", None if path_format else path_column),
-        ("label_column", label_column),
-        ("group_column", group_column),
-        ("split_column", split_column),
-    ):
-        if col is not None and col not in df.columns:
-            raise ConfigError(
-                f"{key}={col!r} is not a column of csv_path={str(table)!r}; "
-                f"columns found: {list(df.columns)} (check sep={sep!r} too)"
-            )
+    named = {"path_column": None if path_format else path_column, "label_column": label_column}
+    _check_columns(
+        df, named | {"group_column": group_column, "split_column": split_column}, table, sep
+    )
     n = len(df)
     rows = zip(
         df[path_column].tolist(),
@@ -81,6 +78,7 @@ def read_csv_table(
         strict=True,
     )
     columns, counts = _kept_rows(rows, root, drop, table, split_column)
+    unlabelled = counts.pop("unlabelled")
     if counts["missing"]:
         log.warning("csv: %d files named in %s are not on disk", counts["missing"], table)
     if not columns[0]:
@@ -88,7 +86,19 @@ def read_csv_table(
             f"csv_path={str(table)!r}: no row names an existing file with a label "
             f"(counts {counts}); relative paths are resolved against root={str(root)!r}"
         )
-    return make_table(*columns, attrs={"missing": counts["missing"], "counts": counts})
+    attrs = {"missing": counts["missing"], "counts": counts, "unlabelled": unlabelled}
+    return make_table(*columns, attrs=attrs)
+
+
+def _check_columns(
+    df: pd.DataFrame, named: dict[str, str | None], table: os.PathLike[str], sep: str
+) -> None:
+    for key, col in named.items():
+        if col is not None and col not in df.columns:
+            raise ConfigError(
+                f"{key}={col!r} is not a column of csv_path={str(table)!r}; "
+                f"columns found: {list(df.columns)} (check sep={sep!r} too)"
+            )
 
 
 def _challenge_column(
@@ -102,6 +112,18 @@ def _challenge_column(
             hint=f"the challenge names a label column of csv_path={str(table)!r}",
         )  # fmt: skip
     return challenge
+
+
+def _task_column(
+    columns: Mapping[str, str], challenge: str, df: pd.DataFrame, table: os.PathLike[str]
+) -> str:
+    """The column ``label_column`` maps this task to; an unknown task lists the mapped ones."""
+    if challenge not in columns:
+        raise choice_error(
+            "challenge", challenge, list(columns),
+            hint=f"dataset.reader.label_column maps these tasks to columns of {str(table)!r}",
+        )  # fmt: skip
+    return str(columns[challenge])
 
 
 def _kept_rows(
@@ -118,11 +140,15 @@ def _kept_rows(
     labels: list[str] = []
     groups: list[str | None] = []
     splits: list[str | None] = []
+    unlabelled: list[str] = []
     for lineno, (raw, value, group, split) in enumerate(rows, 2):
         rel = str(raw).strip().replace("\\", "/")  # Windows-written tables
         label = clean_label(value, drop)
+        found = os.path.isfile(rel) if os.path.isabs(rel) else bool(rel) and index.exists(rel)
         if label is None:
             counts["missing_label"] += 1
+            if found:  # several tasks: an image with none of their labels is rejected by name
+                unlabelled.append(abspath(root / rel))
             continue
         split = str(split).strip().lower() or None if split is not None else None
         if split is not None and split not in SPLITS:
@@ -130,7 +156,6 @@ def _kept_rows(
                 f"{table}:{lineno}: split_column={split_column!r} value {split!r} is not one of "
                 f"{', '.join(SPLITS)} (or empty)"
             )
-        found = os.path.isfile(rel) if os.path.isabs(rel) else bool(rel) and index.exists(rel)
         if not found:
             counts["missing"] += 1
             continue
@@ -138,6 +163,7 @@ def _kept_rows(
         labels.append(label)
         groups.append(clean_label(group, ()) if group is not None else None)
         splits.append(split)
+    counts["unlabelled"] = unlabelled  # type: ignore[assignment]
     return (paths, labels, groups, splits), counts
 
 

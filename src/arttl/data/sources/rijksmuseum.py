@@ -68,7 +68,8 @@ def read_rijksmuseum(
     ``.xml`` files); ``images_dir`` defaults to ``root/jpg`` or ``root/jpg2`` (``jpg2``
     first beside ``xml2``) if present, else ``root``. When nothing matches, the ConfigError
     lists the layouts looked for. ``group`` is the cleaned creator (None when anonymous).
-    ``df.attrs["unmatched"]`` counts what could not be used and why.
+    ``df.attrs["unmatched"]`` counts what could not be used and why; ``df.attrs["unlabelled"]``
+    lists the images with metadata but no label for ``challenge``.
     """
     check_challenge("rijksmuseum", challenge, CHALLENGES)
     root = require_dir(root)
@@ -96,12 +97,16 @@ def read_rijksmuseum(
         )
     if any(counts.values()):
         log.info("rijksmuseum %s: %d rows; not used: %s", challenge, len(records), counts)
+    # images with metadata but no label for this challenge: a multi-task read rejects by name
+    # those that have none of its tasks (arttl.data.tasks)
+    labelled = {i for i, _, _ in records}
+    unlabelled = sorted(abspath(images[i]) for i in matched_ids - labelled)
 
     return make_table(
         paths=[abspath(images[i]) for i, _, _ in records],
         labels=[label for _, label, _ in records],
         groups=[group for _, _, group in records],
-        attrs={"unmatched": counts, "metadata": str(meta_path)},
+        attrs={"unmatched": counts, "metadata": str(meta_path), "unlabelled": unlabelled},
     )
 
 
