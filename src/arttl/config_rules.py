@@ -4,54 +4,11 @@ relies on a rule call the same function, so the two cannot disagree."""
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from pathlib import Path
 from typing import Any
 
 from arttl.errors import ConfigError
-
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-CHECKPOINT_SUFFIXES = (".ckpt",)
-
-
-def weights_kind(weights: object, source_experiment: str | None = None) -> str:
-    """``none``, ``imagenet``, ``checkpoint`` or ``file`` (create_backbone dispatches on it); a
-    missing file or any other value is a ConfigError."""
-    from arttl.models.weights import IMAGENET, is_imagenet
-
-    text = str(weights)
-    if weights in (None, "", "none", "None", False):
-        return "none"
-    if is_imagenet(text):
-        return "imagenet"
-    if not text.endswith(CHECKPOINT_SUFFIXES + WEIGHT_FILE_SUFFIXES):
-        close = difflib.get_close_matches(text, [IMAGENET, "none"], n=1)
-        raise ConfigError(
-            f"backbone.weights={text!r} is not valid; use {IMAGENET}, {IMAGENET}:<timm tag>, none, a "
-            f"weights file ({', '.join(WEIGHT_FILE_SUFFIXES)}) or an arttl checkpoint (.ckpt)"
-            + (f"; did you mean {close[0]}?" if close else ".")
-        )
-    if not Path(text).is_file() and not text.endswith(CHECKPOINT_SUFFIXES):
-        raise ConfigError(f"backbone.weights={text!r}: file not found.")
-    if not Path(text).is_file():
-        run = f"+experiment={source_experiment or '<source>'} backbone={Path(text).stem.split('-')[0]}"
-        raise ConfigError(
-            f"backbone.weights={text!r}: checkpoint not found. `python -m arttl.train {run} "
-            "mode=fine_tune` produces it (checkpoints/<name>/<backbone>-<mode>.ckpt), or fix the path."
-        )
-    return "checkpoint" if text.endswith(CHECKPOINT_SUFFIXES) else "file"
-
-
-def check_weights(name: str, weights: object, source_experiment: str | None = None) -> None:
-    """The weights exist; ImageNet ones need a known backbone and, with HF_HUB_OFFLINE=1, a cache
-    or a package that ships them (online they download when the model is built)."""
-    from arttl.models.backbone import check_backbone_name
-    from arttl.models.weights import check_pretrained_available
-
-    if weights_kind(weights, source_experiment) == "imagenet":
-        check_backbone_name(name)
-        check_pretrained_available(name, str(weights))
 
 
 def check_dataset_root(
@@ -128,8 +85,10 @@ def rule_problems(c: dict[str, Any]) -> list[str]:
     """Every rule's message for a train config that fits the schema (its defaults filled in)."""
     from hydra.utils import get_method
 
+    from arttl.data.tasks import task_problems
     from arttl.models.backbone import check_backbone_name
     from arttl.models.transfer import check_mode
+    from arttl.models.weights import check_weights
     from arttl.training.precision import check_precision
 
     mode, net, trainer, store, ds = (
@@ -152,4 +111,8 @@ def rule_problems(c: dict[str, Any]) -> list[str]:
             problems.append(str(err))
     if precision := check_precision(trainer.get("precision")):
         problems.append(precision)
+    problems += task_problems(
+        ds["challenge"], c.get("tasks"), c.get("task_weights"), store.get("stratify_on"),
+        ds["reader"].get("label_map"),
+    )  # fmt: skip
     return list(dict.fromkeys(problems))  # an unknown backbone fails two rules alike

@@ -46,14 +46,14 @@ class ResultsRecord(TypedDict):
     schema_version: int
     experiment: str | None
     dataset: str
-    challenge: str
+    challenge: str  # a multi-task run: its tasks joined by "+" (type+material+period)
     backbone: str
     mode: str
     weights: str | None
-    num_classes: int
+    num_classes: int  # a multi-task run: the sum over its tasks
     samples: dict[str, int]
     best_epoch: int | None
-    val: Metrics
+    val: Metrics  # a multi-task run: the mean over its tasks (each in ``tasks``)
     test: Metrics | None
     wall_seconds: float
     versions: dict[str, str]
@@ -69,7 +69,13 @@ REQUIRED_KEYS: tuple[str, ...] = tuple(ResultsRecord.__annotations__)
 # be averaged as seeds of one experiment (it hashes everything that changes the result except the
 # seed); ``identity`` is the nested record it hashes (source, store, preprocessing, weights,
 # mode, training...), which ``report`` uses to say how two runs differ.
-OPTIONAL_KEYS = ("run_id", "identity_hash", "identity")
+OPTIONAL_KEYS = ("run_id", "identity_hash", "identity", "tasks")
+# A multi-task run (one network, one head per task) keeps the top-level keys, its val/test then
+# the mean over tasks, and adds ``tasks``: {task: {classes, samples, val, test}} (samples count
+# the images with that task's label). A run of one task of a multi-task store has one task there.
+# The top-level loss is the mean over the tasks whose loss weight (``task_weights``) is above 0,
+# as early stopping and the best checkpoint monitor it; ``identity.tasks`` holds classes and weights.
+TASK_KEYS = ("classes", "samples", "val", "test")
 # What identifies a run in files written before ``identity_hash`` existed.
 LEGACY_IDENTITY_KEYS = (
     "dataset",
@@ -103,19 +109,8 @@ def validate_record(record: Any) -> list[str]:
     ):
         problems.append(f"'num_classes' must be a positive integer, got {record['num_classes']!r}")
     for split in ("val", "test"):
-        block = record.get(split)
-        if block is None and split == "test":
-            continue
-        if split not in record:
-            continue
-        if not isinstance(block, Mapping):
-            problems.append(f"{split!r} must be an object with keys {', '.join(METRIC_KEYS)}")
-            continue
-        for key in METRIC_KEYS:
-            if key not in block:
-                problems.append(f"missing key '{split}.{key}'")
-            elif not _is_number_or_none(block[key]):
-                problems.append(f"'{split}.{key}' must be a number or null, got {block[key]!r}")
+        if split in record and not (split == "test" and record[split] is None):
+            problems += _metrics_problems(split, record[split])
     if "samples" in record and not isinstance(record["samples"], Mapping):
         problems.append("'samples' must be an object {train, val, test}")
     for key in ("run_id", "identity_hash"):
@@ -124,6 +119,51 @@ def validate_record(record: Any) -> list[str]:
             problems.append(f"{key!r} must be a non-empty string or absent, got {value!r}")
     if record.get("identity") is not None and not isinstance(record["identity"], Mapping):
         problems.append(f"'identity' must be an object or absent, got {record['identity']!r}")
+    return problems + _tasks_problems(record.get("tasks"))
+
+
+def _metrics_problems(name: str, block: Any) -> list[str]:
+    """Problems of one metrics object (``val``, ``test``, ``tasks.type.val``...)."""
+    if not isinstance(block, Mapping):
+        return [f"{name!r} must be an object with keys {', '.join(METRIC_KEYS)}"]
+    problems = []
+    for key in METRIC_KEYS:
+        if key not in block:
+            problems.append(f"missing key '{name}.{key}'")
+        elif not _is_number_or_none(block[key]):
+            problems.append(f"'{name}.{key}' must be a number or null, got {block[key]!r}")
+    return problems
+
+
+def _tasks_problems(tasks: Any) -> list[str]:
+    """Problems of a multi-task run's ``tasks`` section (absent in single-task files).
+
+    Checked like the top-level metrics, because ``collect_results`` turns each task into a row
+    of its own: a task without ``val`` would be a row without a number.
+    """
+    if tasks is None:
+        return []
+    if not isinstance(tasks, Mapping) or not tasks:
+        return [
+            "'tasks' must be a non-empty object {task: {classes, samples, val, test}} or "
+            f"absent, got {tasks!r}"
+        ]
+    problems: list[str] = []
+    for task, section in tasks.items():
+        where = f"tasks.{task}"
+        if not isinstance(section, Mapping):
+            problems.append(f"{where!r} must be an object with keys {', '.join(TASK_KEYS)}")
+            continue
+        if "val" not in section:
+            problems.append(f"missing key '{where}.val'")
+        for split in ("val", "test"):
+            if section.get(split) is not None or (split == "val" and split in section):
+                problems += _metrics_problems(f"{where}.{split}", section[split])
+        classes = section.get("classes")
+        if classes is not None and not (isinstance(classes, list) and classes):
+            problems.append(f"'{where}.classes' must be a non-empty list, got {classes!r}")
+        if section.get("samples") is not None and not isinstance(section["samples"], Mapping):
+            problems.append(f"'{where}.samples' must be an object {{train, val, test}}")
     return problems
 
 
@@ -289,6 +329,7 @@ IDENTITY_COLUMNS = (
     "experiment",
     "dataset",
     "challenge",
+    "multitask",
     "backbone",
     "mode",
     "init",
@@ -311,30 +352,51 @@ def drop_duplicate_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Count each ``run_id`` once: (runs without later copies, results paths of the copies).
 
     A copied run folder has the same ``run_id`` under two paths; the first path in sorted order
-    is kept. Runs without a ``run_id`` (older files) are all kept.
+    is kept. The rows of one multi-task run (one per task) share their run_id and path, so they
+    stay. Runs without a ``run_id`` (older files) are all kept.
     """
     if "run_id" not in runs or runs.empty:
         return runs, []
     in_order = runs.sort_values("results_path", kind="stable")
-    has_id = in_order["run_id"].notna()
-    copies = in_order.index[has_id & in_order["run_id"].duplicated(keep="first")]
-    dropped = in_order.loc[copies, "results_path"].astype(str).tolist()
+    with_id = in_order[in_order["run_id"].notna()]
+    first_path = with_id.groupby("run_id", sort=False)["results_path"].transform("first")
+    copies = with_id.index[with_id["results_path"] != first_path]
+    dropped = list(dict.fromkeys(in_order.loc[copies, "results_path"].astype(str)))
     return runs.drop(index=copies).reset_index(drop=True), dropped
 
 
-def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """One row per run, nested keys flattened with ``_`` (``test_top1``, ``samples_train``...).
+def task_records(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One single-task record per task of a ``tasks`` section; ``[record]`` when it has none.
 
-    Added columns: ``init`` (see ``init_kind``), ``run_dir`` (folder of the results.json),
-    ``results_path`` and ``history_path`` (absolute path of metrics.csv, None when absent),
-    ``run_id``, ``identity_hash`` and ``identity_derived`` (see ``record_identity``),
-    ``identity`` (the identity as canonical JSON) and one ``identity.<a.b.c>`` column per leaf of
-    a recorded identity. A run folder copied elsewhere under the same folders (same ``run_id``)
-    is one run: the copies are dropped and their paths kept in ``runs.attrs["duplicate_copies"]``.
-    Every unreadable file is listed in one ``ResultsSchemaError``: nothing is tabulated from a
-    partly readable sweep unless the user removes or fixes the named files.
+    Each keeps the run's keys (identity, seed, wall_seconds...) and takes ``challenge`` (the task),
+    ``num_classes``, ``samples`` and ``val``/``test`` from its task, so a task of a multi-task run
+    lands in the table row of single-task runs of that task. ``multitask`` is the sorted task
+    list joined by ``+`` when the network trained several tasks at once, else None (a run of one
+    task of a multi-task store is a single-task network).
     """
-    paths = find_results(folders)
+    tasks = record.get("tasks")
+    base = {k: v for k, v in record.items() if k != "tasks"}
+    if not tasks:
+        return [{**base, "multitask": None}]
+    together = "+".join(sorted(map(str, tasks))) if len(tasks) > 1 else None
+    out = []
+    for task, section in tasks.items():
+        classes = section.get("classes")
+        out.append(
+            {
+                **base,
+                **{k: v for k, v in section.items() if k != "classes"},
+                "challenge": str(task),
+                "num_classes": len(classes) if classes else section.get("num_classes"),
+                "test": section.get("test"),
+                "multitask": together,
+            }
+        )
+    return out
+
+
+def _load_all(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every record, or one ``ResultsSchemaError`` listing every file that cannot be read."""
     records: list[dict[str, Any]] = []
     errors: list[str] = []
     for path in paths:
@@ -348,33 +410,59 @@ def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         raise ResultsSchemaError(
             f"{len(errors)} of {len(paths)} results files cannot be read:\n  {shown}{more}"
         )
+    return records
+
+
+def _row(
+    path: Path, record: dict[str, Any], identity_hash: str, identity: dict, derived: bool
+) -> dict[str, Any]:
+    """One table row (flattened columns plus identity and path columns) of one (task) record."""
+    recorded = isinstance(record.get("identity"), Mapping) and bool(record["identity"])
+    record = {**record, "test": record["test"] or dict.fromkeys(METRIC_KEYS)}
+    record.pop("identity", None)
+    flat = pd.json_normalize(record, sep="_").iloc[0].to_dict()
+    flat.update(
+        run_id=record.get("run_id"),
+        identity_hash=identity_hash,
+        identity_derived=derived,
+        identity=json.dumps(identity, sort_keys=True, default=str),
+    )
+    if recorded:
+        flat.update(
+            {f"identity.{k}": _identity_cell(v) for k, v in flatten_identity(identity).items()}
+        )
+    run_dir = path.parent
+    history = record.get("history_csv")
+    history_path = (run_dir / history) if history else None
+    flat.update(
+        init=init_kind(record.get("weights")),
+        run_dir=str(run_dir),
+        results_path=str(path),
+        history_path=str(history_path) if history_path and history_path.is_file() else None,
+    )
+    return flat
+
+
+def collect_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """One row per run and task, nested keys flattened with ``_`` (``test_top1``, ...).
+
+    A single-task run is one row; a run with a ``tasks`` section is one row per task (see
+    ``task_records``; its ``multitask`` column names the tasks trained together, None for a
+    single-task network). Added columns: ``init`` (see ``init_kind``), ``run_dir`` (folder of the
+    results.json), ``results_path`` and ``history_path`` (absolute path of metrics.csv, None when
+    absent), ``run_id``, ``identity_hash`` and ``identity_derived`` (see ``record_identity``),
+    ``identity`` (the identity as canonical JSON) and one ``identity.<a.b.c>`` column per leaf of
+    a recorded identity. A run folder copied elsewhere under the same folders (same ``run_id``)
+    is one run: the copies are dropped and their paths kept in ``runs.attrs["duplicate_copies"]``.
+    Every unreadable file is listed in one ``ResultsSchemaError``: nothing is tabulated from a
+    partly readable sweep unless the user removes or fixes the named files.
+    """
+    paths = find_results(folders)
     rows = []
-    for path, record in zip(paths, records, strict=True):
-        identity_hash, identity, derived = record_identity(record)
-        recorded = isinstance(record.get("identity"), Mapping) and bool(record["identity"])
-        record = {**record, "test": record["test"] or dict.fromkeys(METRIC_KEYS)}
-        record.pop("identity", None)
-        flat = pd.json_normalize(record, sep="_").iloc[0].to_dict()
-        flat.update(
-            run_id=record.get("run_id"),
-            identity_hash=identity_hash,
-            identity_derived=derived,
-            identity=json.dumps(identity, sort_keys=True, default=str),
-        )
-        if recorded:
-            flat.update(
-                {f"identity.{k}": _identity_cell(v) for k, v in flatten_identity(identity).items()}
-            )
-        run_dir = path.parent
-        history = record.get("history_csv")
-        history_path = (run_dir / history) if history else None
-        flat.update(
-            init=init_kind(record.get("weights")),
-            run_dir=str(run_dir),
-            results_path=str(path),
-            history_path=str(history_path) if history_path and history_path.is_file() else None,
-        )
-        rows.append(flat)
+    for path, record in zip(paths, _load_all(paths), strict=True):
+        identity_hash, identity, derived = record_identity(record)  # one per run, not per task
+        for one in task_records(record):
+            rows.append(_row(path, one, identity_hash, identity, derived))
     df = pd.DataFrame(rows)
     for split in ("val", "test"):  # a run without a test split still gets the columns
         for key in METRIC_KEYS:

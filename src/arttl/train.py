@@ -20,14 +20,25 @@ from arttl.training.run import run_training
 log = logging.getLogger("arttl.train")
 
 
+METRICS = ("top1", "top3", "top5", "macro_top1", "loss")
+
+
 def print_results(record: dict) -> None:
-    table = Table(title=f"{record['experiment']}: {record['backbone']} / {record['mode']}")
-    table.add_column("split")
-    for key in ("top1", "top3", "top5", "macro_top1", "loss"):
+    """val/test metrics; a multi-task run's per task, then their mean (its top-level numbers)."""
+    tasks = record.get("tasks") or {}
+    title = f"{record['experiment']}: {record['backbone']} / {record['mode']}"
+    table = Table(title=title + (" (one head per task)" if len(tasks) > 1 else ""))
+    first = ["task", "split"] if tasks else ["split"]
+    for col in first:
+        table.add_column(col)
+    for key in METRICS:
         table.add_column(key, justify="right")
-    for split in ("val", "test"):
-        m = record[split]
-        table.add_row(split, *("—" if m[k] is None else f"{m[k]:.4f}" for k in m))
+    rows = [(t, s, info[s]) for t, info in tasks.items() for s in ("val", "test")]
+    mean = "mean over tasks" if len(tasks) > 1 else None
+    rows += [(mean, s, record[s]) for s in ("val", "test")] if not tasks or mean else []
+    for task, split, m in rows:
+        cells = ("—" if m.get(k) is None else f"{m[k]:.4f}" for k in METRICS)
+        table.add_row(*([task or "", split] if tasks else [split]), *cells)
     Console().print(table)
 
 

@@ -99,6 +99,36 @@ BAD = {
         r"resume=true and ckpt_path='/nope\.ckpt'",
     ),
     "missing ckpt_path": (["ckpt_path=/nope.ckpt"], r"ckpt_path='/nope\.ckpt': file not found"),
+    # multi-task: tasks, task_weights and store.stratify_on name tasks of dataset.challenge
+    "task not in challenge": (
+        ["dataset.challenge=[class,period]", "tasks=[class,artist]"],
+        r"tasks=\['class', 'artist'\]: 'artist' is not a task of dataset\.challenge=\['class', "
+        r"'period'\]; train a subset",
+    ),
+    "tasks of a one-task challenge": (
+        ["tasks=[period]"],
+        r"tasks=\['period'\]: 'period' is not a task of dataset\.challenge=\['class'\]",
+    ),
+    "task named twice": (
+        ["dataset.challenge=[class,period]", "tasks=[class,class]"],
+        r"tasks=\['class', 'class'\] names a task twice",
+    ),
+    "weight of an untrained task": (
+        ["dataset.challenge=[class,period]", "tasks=[class]", "task_weights={period: 2}"],
+        r"task_weights\.period=2: 'period' is not a trained task \(\['class'\]\); weight one",
+    ),
+    "every task weight 0": (
+        ["dataset.challenge=[class,period]", "task_weights={class: 0, period: 0}"],
+        r"task_weights=\{'class': 0, 'period': 0\}: every trained task .* has weight 0.*> 0",
+    ),
+    "stratify on another task": (
+        ["dataset.challenge=[class,period]", "store.stratify_on=artist"],
+        r"store\.stratify_on='artist' is not one of dataset\.challenge=\['class', 'period'\]",
+    ),
+    "label map of another task": (
+        ["dataset.challenge=[class,period]", "+dataset.reader.label_map={artist: first_word}"],
+        r"dataset\.reader\.label_map\.artist: 'artist' is not one of this run's tasks",
+    ),
 }
 
 
@@ -126,6 +156,12 @@ def test_good_configs_pass(tmp_path):
         ["+experiment=demo", "backbone=test_resnet"],
         ["trainer=ddp"],
         ["mode=gradual"],
+        ["dataset.challenge=[class,period]", "tasks=[period]", "task_weights={period: 2}"],
+        [
+            "dataset.challenge=[class,period]",
+            "task_weights={class: 0}",
+            "+store.stratify_on=period",
+        ],
     ):
         check_train_config(compose_train(tmp_path, f"dataset.root={DEMO}", *overrides))
 

@@ -15,8 +15,11 @@ from arttl.data.store import (
     H5ImageDataset,
     incomplete_splits,
     read_attrs,
+    read_task_classes,
     split_file,
+    task_columns,
 )
+from arttl.data.tasks import challenge_name
 from arttl.data.transforms import GpuDecode, build_transform, collate_encoded
 from arttl.errors import ConfigError
 
@@ -24,7 +27,9 @@ if TYPE_CHECKING:
     from arttl.models.classifier import ArtClassifier
 
 
-def check_store(store_dir: str | Path, challenge: str | None = None) -> dict[str, Any]:
+def check_store(
+    store_dir: str | Path, challenge: str | Sequence[str] | None = None
+) -> dict[str, Any]:
     """Refuse a missing, interrupted or other-challenge store with the command that fixes it."""
     store_dir = Path(store_dir)
     missing = incomplete_splits(store_dir)
@@ -35,7 +40,8 @@ def check_store(store_dir: str | Path, challenge: str | None = None) -> dict[str
             "itself when the store is missing)."
         )
     attrs = read_attrs(split_file(store_dir, "train"))
-    if challenge is not None and attrs.get("challenge") != challenge:
+    if challenge is not None and attrs.get("challenge") != challenge_name(challenge):
+        challenge = challenge_name(challenge)
         raise ConfigError(
             f"store.dir={str(store_dir)!r} was prepared for challenge {attrs.get('challenge')!r}, "
             f"not dataset.challenge={challenge!r}; prepare it with dataset.challenge={challenge}."
@@ -76,8 +82,10 @@ class StoreDataModule(L.LightningDataModule):
         color_jitter: float | None = None,
         augment: bool = True,
         gpu_decode: bool = False,
+        tasks: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self.tasks = tasks  # a multi-task model's tasks: the store's label columns it learns
         if gpu_decode and not torch.cuda.is_available():
             raise ConfigError(
                 "data.gpu_decode=true decodes JPEGs with nvJPEG and needs CUDA, which is not "
@@ -109,7 +117,7 @@ class StoreDataModule(L.LightningDataModule):
         config sets the transforms) and the store exist only at run time; ``options`` are the
         constructor's keywords (``data.*``). ``digest`` keys the feature cache: unused here, as
         every mode's datamodule gets the same arguments."""
-        return cls(store_dir, model.data_config, **options)
+        return cls(store_dir, model.data_config, tasks=model.task_names, **options)
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
@@ -117,9 +125,9 @@ class StoreDataModule(L.LightningDataModule):
                 tf = self.train_tf if split == "train" else self.eval_tf
                 path = split_file(self.store_dir, split)
                 if self.gpu_decode:  # workers only read bytes; decoding happens on the GPU
-                    self.datasets[split] = H5ImageDataset(path, encoded=True)
+                    self.datasets[split] = H5ImageDataset(path, encoded=True, tasks=self.tasks)
                 else:
-                    self.datasets[split] = H5ImageDataset(path, tf)
+                    self.datasets[split] = H5ImageDataset(path, tf, tasks=self.tasks)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """With gpu_decode, turn the list of JPEG byte tensors into a uint8 batch on the GPU."""
@@ -163,6 +171,25 @@ def _as_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch  # __getitems__ already returns the collated batch
 
 
+def task_features(
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    store_dir: str | Path,
+    tasks: list[str] | None,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Cached features with the label columns of ``tasks`` (in that order) of a multi-task
+    store; as they are for a one-task store (``tasks`` None)."""
+    available = read_task_classes(split_file(store_dir, "train"))
+    if available is None and tasks is None:
+        return features
+    if tasks is None:
+        raise ConfigError(
+            f"store.dir={str(store_dir)!r} is a multi-task store ({', '.join(available or {})}); "
+            "build the model with its tasks (tasks=[...]) to train on its cached features."
+        )
+    columns = torch.tensor(task_columns(available, list(tasks), f"store.dir={str(store_dir)!r}"))
+    return {split: (x, y[:, columns]) for split, (x, y) in features.items()}
+
+
 class FeatureDataModule(L.LightningDataModule):
     """Cached backbone features per split: the off-the-shelf head trains without the backbone."""
 
@@ -187,7 +214,8 @@ class FeatureDataModule(L.LightningDataModule):
         """The ``mode.datamodule`` of off_the_shelf (conf/mode/off_the_shelf.yaml): the frozen
         backbone's features from the cache, extracting the missing splits once (in batches of at
         least 64: no gradients, so memory allows). The head trains on ``feature_batch_size``
-        (null: ``batch_size``)."""
+        (null: ``batch_size``). The cache holds every task column of a multi-task store; the
+        model's tasks (``model.task_names``) select theirs, by name."""
         from arttl.data.features import cached_features  # pulls in the model code: only here
 
         features, _ = cached_features(
@@ -198,7 +226,10 @@ class FeatureDataModule(L.LightningDataModule):
             num_workers=int(num_workers),
             digest=digest,
         )
-        return cls(features, int(feature_batch_size or batch_size))
+        return cls(
+            task_features(features, store_dir, model.task_names),
+            int(feature_batch_size or batch_size),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return _loader(self.sets["train"], self.batch_size, True, 0, _as_batch)

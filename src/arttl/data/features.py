@@ -49,14 +49,24 @@ def extract(
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def _read(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _read(path: Path, labels_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A complete cache file whose labels have the split's shape: (N,) for a one-task store,
+    (N, tasks) for a multi-task one (every task's column, whatever the run trains); else None
+    (interrupted, or not written for this store's layout: extracted again)."""
     try:
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", False):
                 return None
+            if f["labels"].shape != labels_shape or f["features"].shape[0] != labels_shape[0]:
+                return None
             return torch.from_numpy(f["features"][()]), torch.from_numpy(f["labels"][()])
-    except OSError:
+    except (OSError, KeyError):
         return None
+
+
+def _labels_shape(path: Path) -> tuple[int, ...]:
+    with h5py.File(path, "r") as f:
+        return tuple(f["labels"].shape)
 
 
 def cached_features(
@@ -74,6 +84,10 @@ def cached_features(
     ``resolve_device`` (None: the GPU when there is one). ``digest`` is
     ``weights_digest(model.backbone)`` when the caller has it already.
     Returns the features and, per split, whether it came from the cache.
+
+    One cache serves every head of a store: the labels are the store's, all its task columns
+    for a multi-task store ((N, tasks), -1: no label), and the key holds no task, as features
+    do not depend on what the head learns; ``FeatureDataModule`` picks a model's columns.
     """
     device = resolve_device(device)
     digest = digest or weights_digest(model.backbone)
@@ -84,10 +98,10 @@ def cached_features(
     for split in SPLITS:
         key = cache_key(digest, store_dir, split, model.data_config)
         path = Path(cache_dir) / "features" / f"{split}-{key}.h5"
-        got = _read(path) if path.is_file() else None
+        got = _read(path, _labels_shape(split_file(store_dir, split))) if path.is_file() else None
         hits[split] = got is not None
         if got is None:
-            ds = H5ImageDataset(split_file(store_dir, split), transform)
+            ds = H5ImageDataset(split_file(store_dir, split), transform)  # all task columns
             loader = DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
             with torch.random.fork_rng():  # a cache miss must not shift later random draws
                 x, y = extract(model, loader, f"features {split}")

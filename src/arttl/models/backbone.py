@@ -13,14 +13,14 @@ import timm
 import torch
 from torch import nn
 
-from arttl.config_rules import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES
-from arttl.config_rules import WEIGHT_FILE_SUFFIXES as WEIGHT_FILE_SUFFIXES
-from arttl.config_rules import weights_kind
 from arttl.errors import ConfigError
+from arttl.models.weights import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES
+from arttl.models.weights import WEIGHT_FILE_SUFFIXES as WEIGHT_FILE_SUFFIXES
 from arttl.models.weights import (
     local_pretrained_file,
     pretrained_name,
     resolve_pretrained_file,
+    weights_kind,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,10 @@ def cached_imagenet_file(name: str) -> Path | None:
 
 
 def load_arttl_backbone_state(ckpt: str | Path, backbone: str) -> dict[str, torch.Tensor]:
-    """The backbone tensors of an earlier arttl checkpoint (its head is dropped on purpose)."""
+    """The backbone tensors of an earlier arttl checkpoint (θ̂). Its head is dropped on purpose,
+    whatever its tasks and classes (one task or several, as many outputs as it had): the new
+    run's head(s) keep their fresh initialisation, so a multi-task checkpoint transfers to a
+    one-task run and back without a shape to reconcile."""
     ckpt = Path(ckpt)
     weights_kind(ckpt)  # a missing file: "checkpoint not found", and how to make it
     payload = torch.load(ckpt, map_location="cpu", weights_only=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,7 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from arttl.data.transforms import build_transform
@@ -79,6 +80,59 @@ def metric_record(values: Mapping[str, Any], prefix: str = "") -> dict[str, floa
     return out
 
 
+def task_slices(tasks: Mapping[str, list[str]]) -> dict[str, slice]:
+    """Each task's columns of the concatenated logits (one linear head per task, stacked)."""
+    out, start = {}, 0
+    for task, names in tasks.items():
+        out[task] = slice(start, start + len(names))
+        start += len(names)
+    return out
+
+
+def task_losses(
+    logits: torch.Tensor, labels: torch.Tensor, slices: Mapping[str, slice]
+) -> dict[str, tuple[torch.Tensor, int]]:
+    """Per task: (mean cross-entropy over the images that have its label, how many have it).
+    ``labels`` is (batch, tasks) with -1 where an image has no label; a task with no label in
+    the batch has loss 0 and count 0."""
+    out = {}
+    for i, (task, cols) in enumerate(slices.items()):
+        has = labels[:, i] >= 0
+        n = int(has.sum())
+        loss = F.cross_entropy(logits[has, cols].float(), labels[has, i]) if n else logits.sum() * 0
+        out[task] = (loss, n)
+    return out
+
+
+def weighted_loss(
+    parts: Mapping[str, tuple[torch.Tensor, int]], weights: Mapping[str, float]
+) -> torch.Tensor:
+    """The training loss of several tasks: the weighted sum of their masked cross-entropies."""
+    return sum(weights.get(t, 1.0) * loss for t, (loss, _) in parts.items())  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def compute_task_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, tasks: Mapping[str, list[str]]
+) -> dict[str, dict[str, float | None]]:
+    """:func:`compute_metrics` per task, over the images that have that task's label."""
+    out = {}
+    for i, (task, cols) in enumerate(task_slices(tasks).items()):
+        has = labels[:, i] >= 0
+        out[task] = compute_metrics(logits[has, cols], labels[has, i])
+    return out
+
+
+def mean_record(records: Mapping[str, Mapping[str, float | None]]) -> dict[str, float | None]:
+    """The mean over tasks of each metric (None when a task lacks it): a multi-task run's
+    top-level val/test numbers, and what its early stopping and checkpoints monitor."""
+    out: dict[str, float | None] = {}
+    for key in METRIC_KEYS:
+        values = [r.get(key) for r in records.values()]
+        out[key] = None if any(v is None for v in values) else float(sum(values) / len(values))  # type: ignore[arg-type]
+    return out
+
+
 @torch.no_grad()
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
     """The same metrics training logs, computed in one go (evaluate, tests, the report's checks)."""
@@ -87,6 +141,71 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, flo
     values: dict[str, Any] = {k: v.item() for k, v in metrics.compute().items()}
     values["loss"] = F.cross_entropy(logits.float(), labels).item()
     return metric_record(values)
+
+
+class TaskMetrics(nn.Module):
+    """A multi-task network's metrics: per stage and task, the top-k collection and the mean loss
+    over the images that have the task's label. Hand-written: torchmetrics has no masked
+    multi-output wrapper for a different class count per task."""
+
+    def __init__(self, tasks: Mapping[str, list[str]]) -> None:
+        super().__init__()
+        self.tasks = list(tasks)
+        # ModuleDict keys cannot be "train" (an nn.Module method): keyed by "<stage>_"
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_": nn.ModuleList(
+                    make_metrics(len(tasks[t]), f"{stage}/{t}/") for t in tasks
+                )
+                for stage in ("train", "val", "test")
+            }
+        )
+        self.losses = nn.ModuleDict(
+            {f"{s}_": nn.ModuleList(MeanMetric() for _ in tasks) for s in ("train", "val", "test")}
+        )
+        self.slices = task_slices(tasks)
+
+    def update(
+        self,
+        stage: str,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        parts: Mapping[str, tuple[torch.Tensor, int]],
+    ) -> None:
+        for i, (task, cols) in enumerate(self.slices.items()):
+            has = labels[:, i] >= 0
+            loss, n = parts[task]
+            if n:
+                self.metrics[f"{stage}_"][i].update(logits[has, cols], labels[has, i])
+                self.losses[f"{stage}_"][i].update(loss.detach().float(), weight=n)
+
+    def compute(self, stage: str, weights: Mapping[str, float]) -> dict[str, float]:
+        """``<stage>/<task>/<metric>`` for every task, ``<stage>/<metric>`` the mean over tasks
+        (the loss: over tasks with a weight above 0), then reset for the next epoch."""
+        records: dict[str, dict[str, float | None]] = {}
+        for i, task in enumerate(self.tasks):
+            metrics, losses = self.metrics[f"{stage}_"][i], self.losses[f"{stage}_"][i]
+            values: dict[str, Any] = {}
+            with warnings.catch_warnings():  # a rank (or the epoch) without the task's labels
+                warnings.filterwarnings("ignore", message=".*called before the ``update``")
+                # Every DDP rank computes (each compute is a collective, whatever the rank saw);
+                # the synced mean loss is nan only when no rank saw any of the task's labels.
+                loss = losses.compute()
+                if not torch.isnan(loss):
+                    values = {k.rsplit("/", 1)[-1]: v for k, v in metrics.compute().items()}
+                    values["loss"] = loss
+            records[task] = metric_record(values)
+            metrics.reset()
+            losses.reset()
+        out = {
+            f"{stage}/{t}/{k}": v for t, r in records.items() for k, v in r.items() if v is not None
+        }
+        weighted = {t: r for t, r in records.items() if weights.get(t, 1.0) > 0}
+        loss_mean = mean_record(weighted).get("loss")
+        mean = mean_record(records)
+        mean["loss"] = loss_mean
+        out |= {f"{stage}/{k}": v for k, v in mean.items() if v is not None}
+        return out
 
 
 class ArtClassifier(L.LightningModule):
@@ -114,9 +233,15 @@ class ArtClassifier(L.LightningModule):
         store: str | None = None,
         data_config: dict[str, Any] | None = None,
         init_weights: bool = True,
+        tasks: dict[str, list[str]] | None = None,
+        task_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         check_mode(mode, partial_fraction, weights)
+        if tasks is not None:  # several tasks: one head per task, stacked into one Linear
+            tasks = {str(t): [str(c) for c in names] for t, names in tasks.items()}
+            num_classes = sum(len(names) for names in tasks.values())
+            class_names = next(iter(tasks.values()))
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "init_weights"])
         self.backbone, resolved = create_backbone(
             backbone, weights if init_weights else "none", image_size
@@ -136,14 +261,36 @@ class ArtClassifier(L.LightningModule):
         # What made this model (run id, store provenance, split members, run config): set by
         # arttl.training.run, saved in every checkpoint, read by resume and evaluate.
         self.provenance: dict[str, Any] = {}
-        self.train_metrics = make_metrics(num_classes, "train/")
-        self.val_metrics = make_metrics(num_classes, "val/")
-        self.test_metrics = make_metrics(num_classes, "test/")
+        if tasks is None:
+            self.train_metrics = make_metrics(num_classes, "train/")
+            self.val_metrics = make_metrics(num_classes, "val/")
+            self.test_metrics = make_metrics(num_classes, "test/")
+        else:
+            self.task_metrics = TaskMetrics(tasks)
 
     # -- forward ---------------------------------------------------------------------------
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams["class_names"])
+
+    @property
+    def task_names(self) -> list[str] | None:
+        """The tasks of a multi-task network, in head order (None: one task)."""
+        tasks = self.hparams.get("tasks")
+        return list(tasks) if tasks else None
+
+    @property
+    def task_classes(self) -> dict[str, list[str]]:
+        """Task -> class names; a one-task network's task is its challenge."""
+        tasks = self.hparams.get("tasks")
+        if tasks:
+            return {t: list(names) for t, names in tasks.items()}
+        return {str(self.hparams.get("challenge") or "label"): self.class_names}
+
+    @property
+    def task_slices(self) -> dict[str, slice]:
+        """Each task's columns of :meth:`logits` (one task: all of them)."""
+        return task_slices(self.task_classes)
 
     @property
     def data_config(self) -> dict[str, Any]:
@@ -195,7 +342,10 @@ class ArtClassifier(L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     # -- steps -----------------------------------------------------------------------------
-    def _step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor:
+    def _step(self, batch: Any, metrics: MetricCollection | None, stage: str) -> torch.Tensor:
+        if self.task_names is not None:
+            return self._task_step(batch, stage)
+        assert metrics is not None
         x, y = batch
         logits = self.logits(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -213,8 +363,37 @@ class ArtClassifier(L.LightningModule):
         self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
+    def _task_step(self, batch: Any, stage: str) -> torch.Tensor:
+        """Several tasks: masked cross-entropy per task, their weighted sum is the loss; per-task
+        metrics and epoch losses are logged at the epoch's end (``_log_task_epoch``)."""
+        x, y = batch
+        logits = self.logits(x)
+        parts = task_losses(logits, y, self.task_slices)
+        loss = weighted_loss(parts, self.hparams.get("task_weights") or {})
+        self.task_metrics.update(stage, logits.detach().float(), y, parts)
+        if stage == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(y))
+        return loss
+
+    def _log_task_epoch(self, stage: str) -> None:
+        if self.task_names is not None:
+            values = self.task_metrics.compute(stage, self.hparams.get("task_weights") or {})
+            self.log_dict(values, on_epoch=True, sync_dist=False)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_task_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_task_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_task_epoch("test")
+
+    def _metrics(self, stage: str) -> MetricCollection | None:
+        return getattr(self, f"{stage}_metrics", None)
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, self.train_metrics, "train")
+        loss = self._step(batch, self._metrics("train"), "train")
         if not math.isfinite(loss.item()):
             raise TrainingDiverged(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch "
@@ -224,10 +403,10 @@ class ArtClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.val_metrics, "val")
+        return self._step(batch, self._metrics("val"), "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.test_metrics, "test")
+        return self._step(batch, self._metrics("test"), "test")
 
     def predict_step(
         self, batch: Any, batch_idx: int = 0, dataloader_idx: int = 0, *, output: str = "probs"
@@ -241,7 +420,10 @@ class ArtClassifier(L.LightningModule):
         if output not in PREDICT_OUTPUTS:
             raise ValueError(f"output={output!r}; use one of {PREDICT_OUTPUTS}")
         logits = self.logits(x).float()
-        return logits if output == "logits" else logits.softmax(dim=-1)
+        if output == "logits":
+            return logits
+        # a softmax per task: each task's probabilities sum to 1 in its own columns
+        return torch.cat([logits[:, cols].softmax(dim=-1) for cols in self.task_slices.values()], 1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.provenance:

@@ -20,6 +20,7 @@ itself becomes the same kind of one-line ``ConfigError``.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
@@ -522,3 +523,44 @@ def check_pretrained_available(
     source = weight_source(model)
     if hub_offline() and cached_weights(source) is None and not _package_installed(model):
         raise ConfigError(_offline_message(source, key, weights))
+
+
+# -- backbone.weights: which kind of value, checked where it is used and up front (config_rules)
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+CHECKPOINT_SUFFIXES = (".ckpt",)
+
+
+def weights_kind(weights: object, source_experiment: str | None = None) -> str:
+    """``none``, ``imagenet``, ``checkpoint`` or ``file`` (create_backbone dispatches on it); a
+    missing file or any other value is a ConfigError."""
+    text = str(weights)
+    if weights in (None, "", "none", "None", False):
+        return "none"
+    if is_imagenet(text):
+        return "imagenet"
+    if not text.endswith(CHECKPOINT_SUFFIXES + WEIGHT_FILE_SUFFIXES):
+        close = difflib.get_close_matches(text, [IMAGENET, "none"], n=1)
+        raise ConfigError(
+            f"backbone.weights={text!r} is not valid; use {IMAGENET}, {IMAGENET}:<timm tag>, none, a "
+            f"weights file ({', '.join(WEIGHT_FILE_SUFFIXES)}) or an arttl checkpoint (.ckpt)"
+            + (f"; did you mean {close[0]}?" if close else ".")
+        )
+    if not Path(text).is_file() and not text.endswith(CHECKPOINT_SUFFIXES):
+        raise ConfigError(f"backbone.weights={text!r}: file not found.")
+    if not Path(text).is_file():
+        run = f"+experiment={source_experiment or '<source>'} backbone={Path(text).stem.split('-')[0]}"
+        raise ConfigError(
+            f"backbone.weights={text!r}: checkpoint not found. `python -m arttl.train {run} "
+            "mode=fine_tune` produces it (checkpoints/<name>/<backbone>-<mode>.ckpt), or fix the path."
+        )
+    return "checkpoint" if text.endswith(CHECKPOINT_SUFFIXES) else "file"
+
+
+def check_weights(name: str, weights: object, source_experiment: str | None = None) -> None:
+    """The weights exist; ImageNet ones need a known backbone and, with HF_HUB_OFFLINE=1, a cache
+    or a package that ships them (online they download when the model is built)."""
+    from arttl.models.backbone import check_backbone_name
+
+    if weights_kind(weights, source_experiment) == "imagenet":
+        check_backbone_name(name)
+        check_pretrained_available(name, str(weights))

@@ -108,16 +108,40 @@ def checkpoint_epoch(ckpt: str | Path) -> int:
     return int(_payload(ckpt)["epoch"])
 
 
-def check_same_classes(ckpt: str | Path, class_names: list[str]) -> None:
-    """A run continues only with the classes it was trained on (the head has one output each)."""
-    saved = list(_payload(ckpt).get("hyper_parameters", {}).get("class_names") or [])
+def _names(values: list[str], n: int = 5) -> str:
+    return ", ".join(values[:n]) + (", ..." if len(values) > n else "")
+
+
+def _describe_tasks(tasks: dict[str, list[str]]) -> str:
+    return "; ".join(f"{t} ({len(c)} classes: {_names(c, 4)})" for t, c in tasks.items())
+
+
+def check_same_classes(
+    ckpt: str | Path, class_names: list[str], tasks: dict[str, list[str]] | None = None
+) -> None:
+    """A run continues only with the tasks and classes it was trained on (the head has one
+    output per class of each task, in order). ``tasks``: this run's (task -> class names), None
+    for a one-task store; a checkpoint of another task set is refused before any work."""
+    hparams = _payload(ckpt).get("hyper_parameters", {})
+    saved = list(hparams.get("class_names") or [])
+    saved_tasks = {str(t): list(c) for t, c in (hparams.get("tasks") or {}).items()} or None
+    if saved_tasks is not None or tasks is not None:
+        before = saved_tasks or {str(hparams.get("challenge") or "label"): saved}
+        now = tasks or {"(one task)": list(class_names)}
+        if list(before.items()) != list(now.items()):
+            raise ConfigError(
+                f"ckpt_path/resume: {str(ckpt)!r} was trained on the tasks "
+                f"{_describe_tasks(before)}, but this run trains {_describe_tasks(now)}. Resume "
+                "with the same dataset.challenge, tasks and store, or start a transfer with "
+                "backbone.weights=<that .ckpt> instead (its backbone is kept, the heads are new)."
+            )
+        return
     if saved != list(class_names):
         raise ConfigError(
             f"ckpt_path/resume: {str(ckpt)!r} was trained on {len(saved)} classes "
-            f"({', '.join(saved[:5])}{', ...' if len(saved) > 5 else ''}) but this run's store has "
-            f"{len(class_names)} ({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}). "
-            "Resume with the same dataset and challenge, or start a transfer to the new classes "
-            "with backbone.weights=<that .ckpt> instead."
+            f"({_names(saved)}) but this run's store has {len(class_names)} "
+            f"({_names(list(class_names))}). Resume with the same dataset and challenge, or start "
+            "a transfer to the new classes with backbone.weights=<that .ckpt> instead."
         )
 
 

@@ -134,10 +134,14 @@ def run_identity(
     data_config: Mapping[str, Any],
     store: Mapping[str, Any],
     weights_digest: str | None,
+    tasks: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """(identity, identity_hash): everything that changes a result except the seed.
 
-    Two runs with the same hash differ only by seed, so ``report`` may average them.
+    Two runs with the same hash differ only by seed, so ``report`` may average them. ``tasks``
+    (runs of a multi-task store: the classes per task trained and each task's loss weight) is
+    part of it then: two subsets of one store's tasks are two experiments. One-task stores
+    leave it out, so their identity (and hash) is what it was before multi-task runs existed.
     """
     c = dict(config)
     weights = (c.get("backbone") or {}).get("weights")
@@ -166,6 +170,8 @@ def run_identity(
         "mode": c.get("mode"),
         "training": settings,
     }
+    if tasks is not None:
+        identity["tasks"] = json.loads(json.dumps(dict(tasks), default=str))
     return identity, hash_identity(identity)
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,16 @@ from arttl.data.build import store_provenance
 from arttl.data.config import prepare_from_config
 from arttl.data.datamodule import check_store
 from arttl.data.features import weights_digest
-from arttl.data.store import read_class_names, split_file
+from arttl.data.store import (
+    SPLITS,
+    H5ImageDataset,
+    read_class_names,
+    read_task_classes,
+    split_file,
+    task_columns,
+)
 from arttl.data.summary import print_store_summary
+from arttl.data.tasks import challenge_name, task_list
 from arttl.models.classifier import ArtClassifier, metric_record
 from arttl.models.transfer import HeadFirstFinetuning
 from arttl.training.checkpointing import (
@@ -74,10 +83,29 @@ def precision_choice(cfg: DictConfig) -> PrecisionChoice:
     )
 
 
+def model_tasks(cfg: DictConfig, store_dir: str | Path) -> dict[str, list[str]] | None:
+    """The tasks (and their classes) this network learns: ``tasks`` of the store's, else all of a
+    multi-task store's; None for a one-task store (``tasks`` may then name its challenge only).
+    A task the store lacks is a ConfigError naming the ones it has."""
+    available = read_task_classes(split_file(store_dir, "train"))
+    wanted = [str(t) for t in cfg.get("tasks") or available or []]
+    if available is None and wanted in ([], task_list(cfg.dataset.challenge)):
+        return None
+    task_columns(available, wanted, f"tasks={wanted}: store.dir={str(store_dir)!r}")
+    return {t: (available or {})[t] for t in wanted}
+
+
 def build_model(
-    cfg: DictConfig, class_names: list[str], store_dir: str, choice: PrecisionChoice | None = None
+    cfg: DictConfig,
+    class_names: list[str],
+    store_dir: str,
+    choice: PrecisionChoice | None = None,
+    tasks: dict[str, list[str]] | None = None,
 ) -> ArtClassifier:
+    """The network of ``cfg``: ``class_names`` for one head, or ``tasks`` (``model_tasks``: task
+    -> class names) for one head per task, weighted by ``task_weights``."""
     choice = choice or precision_choice(cfg)
+    weights = OmegaConf.to_container(cfg.task_weights) if cfg.get("task_weights") else None
     return ArtClassifier(
         backbone=cfg.backbone.name,
         num_classes=len(class_names),
@@ -91,8 +119,10 @@ def build_model(
         channels_last=choice.channels_last,
         experiment=cfg.experiment,
         dataset=cfg.dataset.name,
-        challenge=cfg.dataset.challenge,
+        challenge=challenge_name(list(tasks) if tasks else cfg.dataset.challenge),
         store=str(store_dir),
+        tasks=tasks,
+        task_weights=weights,  # type: ignore[arg-type]
     )
 
 
@@ -198,48 +228,89 @@ def resume_plan(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     )
 
 
+@dataclass
+class RunSetup:
+    """What a run is, known before it trains: its store, tasks, model and identity."""
+
+    store_dir: Path
+    store: dict[str, Any]
+    config: dict[str, Any]
+    tasks: dict[str, list[str]] | None  # None: a one-task network on a one-task store
+    run_id: str
+    choice: PrecisionChoice
+    model: ArtClassifier
+    digest: str  # weights_digest(model.backbone): the feature cache's key
+    identity: dict[str, Any]
+    identity_hash: str
+
+
+@dataclass
+class RunOutcome:
+    """What fit and the final validate/test left: raw logged values and the checkpoints."""
+
+    trainer: L.Trainer
+    eval_precision: Any
+    val: dict[str, Any]
+    test: dict[str, Any]
+    best: str | None
+    stable: Path | None
+
+
 def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train, test the lowest-val/loss checkpoint, write results.json; return the record."""
-    from arttl.results import INIT_NONE, init_kind, write_results
+    from arttl.results import write_results
 
     start = time.time()
-    run_dir = Path(run_dir)
     check_train_config(cfg)
-    plan = resume_plan(cfg, run_dir)
+    plan = resume_plan(cfg, Path(run_dir))
     if plan.finished:
         log.info(f"skipping {plan.run_dir} (finished): results.json is there")
         return json.loads((plan.run_dir / "results.json").read_text(encoding="utf-8"))
-    if plan.run_dir != run_dir:  # continue in the earlier run's folder (checkpoints, metrics.csv)
+    if plan.run_dir != Path(run_dir):  # continue in the earlier run's folder (checkpoints, csv)
         cfg.run_dir = str(plan.run_dir)
-        run_dir = plan.run_dir
     if plan.ckpt_path is not None:
-        log.info(f"resuming from {plan.ckpt_path} (writing into {run_dir})")
+        log.info(f"resuming from {plan.ckpt_path} (writing into {plan.run_dir})")
     L.seed_everything(int(cfg.seed), workers=True)
+    setup = setup_run(cfg, plan)
+    outcome = fit_and_test(cfg, plan, setup)
+    record = results_record(cfg, setup, outcome, time.time() - start)
+    if outcome.trainer.is_global_zero:
+        merge_history(plan.run_dir)
+        write_results(plan.run_dir / "results.json", record)
+    return record
+
+
+def setup_run(cfg: DictConfig, plan: ResumePlan) -> RunSetup:
+    """The store (prepared or reused), the tasks, the resume checks, the model and its
+    provenance: everything that can refuse the run does so here, before training."""
+    from arttl.results import INIT_NONE, init_kind
+
     ensure_store(cfg)
     store_dir = Path(cfg.store.dir)
     store = store_provenance(store_dir)
     config = recorded_config(cfg)
     class_names = read_class_names(split_file(store_dir, "train"))
-    run_id = new_run_id()
-    if plan.ckpt_path is not None:
-        check_same_classes(plan.ckpt_path, class_names)
-        saved = read_provenance(plan.ckpt_path)
-        check_resume(plan.ckpt_path, saved, config, store, tuple(cfg.get("resume_allow") or ()))
-        run_id = saved.get("run_id") or run_id  # the same run goes on
+    tasks = model_tasks(cfg, store_dir)
+    run_id = continued_run_id(plan, config, store, class_names, tasks, cfg.get("resume_allow"))
     choice = precision_choice(cfg)
-    model = build_model(cfg, class_names, str(store_dir), choice)
+    model = build_model(cfg, class_names, str(store_dir), choice, tasks=tasks)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info(
-        f"model: {cfg.backbone.name} + a {len(class_names)}-class head, mode {cfg.mode.name}: "
-        f"{total / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trainable"
+    sizes = ", ".join(f"{t} ({len(c)} classes)" for t, c in (tasks or {}).items())
+    heads = (
+        f"one head per task: {sizes}" if tasks else f"a {model.hparams['num_classes']}-class head"
     )
-    weights = None if cfg.backbone.weights is None else str(cfg.backbone.weights)
+    log.info(
+        f"model: {cfg.backbone.name} + {heads}, mode "
+        f"{cfg.mode.name}: {total / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trainable"
+    )
     digest = weights_digest(model.backbone)  # the feature cache's key too
-    weights_id = None if init_kind(weights) == INIT_NONE else digest  # random init varies by seed
+    weights_id = None if init_kind(model.hparams["weights"]) == INIT_NONE else digest
     # the precision it really trains in (auto resolves per machine) is part of what was run
     trained_as = {**config, "trainer": {**config["trainer"], "precision": choice.precision}}
-    identity, identity_hash = run_identity(trained_as, model.data_config, store, weights_id)
+    identity, identity_hash = run_identity(
+        trained_as, model.data_config, store, weights_id, task_setup(tasks, model)
+    )
     model.provenance = {
         "run_id": run_id,
         "store": store,
@@ -247,9 +318,47 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "run_config": config,
         "identity_hash": identity_hash,
     }
+    return RunSetup(
+        store_dir, store, config, tasks, run_id, choice, model, digest, identity, identity_hash
+    )
+
+
+def task_setup(tasks: dict[str, list[str]] | None, model: ArtClassifier) -> dict[str, Any] | None:
+    """What the run's identity records of its tasks (None for a one-task store): the classes
+    per task and the weight of each task's loss, which both change the result."""
+    if tasks is None:
+        return None
+    weights = model.hparams.get("task_weights") or {}
+    return {"classes": tasks, "weights": {t: float(weights.get(t, 1.0)) for t in tasks}}
+
+
+def continued_run_id(
+    plan: ResumePlan,
+    config: dict[str, Any],
+    store: dict[str, Any],
+    class_names: list[str],
+    tasks: dict[str, list[str]] | None,
+    allow: Any,
+) -> str:
+    """A fresh run id, or the resumed run's once its checkpoint is known to fit this run (the
+    same tasks and classes, the same settings); see arttl.training.checkpointing."""
+    if plan.ckpt_path is None:
+        return new_run_id()
+    check_same_classes(plan.ckpt_path, class_names, tasks)
+    saved = read_provenance(plan.ckpt_path)
+    check_resume(plan.ckpt_path, saved, config, store, tuple(allow or ()))
+    return saved.get("run_id") or new_run_id()  # the same run goes on
+
+
+def fit_and_test(cfg: DictConfig, plan: ResumePlan, setup: RunSetup) -> RunOutcome:
+    """Fit (or continue), then validate and test the best checkpoint in fp32; copy it to the
+    stable checkpoint path."""
+    model, run_dir = setup.model, plan.run_dir
     # The mode picks its datamodule (conf/mode/*.yaml); the model and its store exist only now.
-    dm = instantiate(cfg.mode.datamodule, model=model, store_dir=store_dir, digest=digest)
-    trainer = build_trainer(cfg, run_dir, choice)
+    dm = instantiate(
+        cfg.mode.datamodule, model=model, store_dir=setup.store_dir, digest=setup.digest
+    )
+    trainer = build_trainer(cfg, run_dir, setup.choice)
     if plan.ckpt_path is not None and trainer.is_global_zero:
         keep_history(run_dir, plan.ckpt_path)
     with ddp_job(trainer.world_size):
@@ -262,50 +371,79 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         val_raw = tester.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
         tester.loggers = loggers
         test_raw = tester.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    best_epoch = checkpoint_epoch(best) if best else None
     stable = None
     if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
         stable = stable_checkpoint_path(cfg)
         with atomic_path(stable) as tmp:
             shutil.copyfile(best, tmp)
-    counts = {s: int(n) for s, n in store["counts"].items()}
+    return RunOutcome(trainer, tester.precision, val_raw, test_raw, best, stable)
+
+
+def results_record(
+    cfg: DictConfig, setup: RunSetup, outcome: RunOutcome, seconds: float
+) -> dict[str, Any]:
+    """results.json (arttl.results). A run of a multi-task store adds ``tasks``; its top-level
+    val/test are then the mean over its tasks and num_classes the sum of their classes."""
+    best = outcome.best
     record = {
         "experiment": cfg.experiment,
         "dataset": cfg.dataset.name,
-        "challenge": cfg.dataset.challenge,
+        "challenge": challenge_name(list(setup.tasks or []) or cfg.dataset.challenge),
         "backbone": cfg.backbone.name,
         "mode": cfg.mode.name,
         "weights": None if cfg.backbone.weights is None else str(cfg.backbone.weights),
-        "num_classes": len(class_names),
-        "samples": counts,
-        "best_epoch": best_epoch,
-        "val": metric_record(val_raw, "val/"),
-        "test": metric_record(test_raw, "test/"),
-        "wall_seconds": round(time.time() - start, 2),
+        "num_classes": int(setup.model.hparams["num_classes"]),
+        "samples": {s: int(n) for s, n in setup.store["counts"].items()},
+        "best_epoch": checkpoint_epoch(best) if best else None,
+        "val": metric_record(outcome.val, "val/"),
+        "test": metric_record(outcome.test, "test/"),
+        "wall_seconds": round(seconds, 2),
         "versions": _versions(),
-        **choice.record(),  # precision, device, channels_last, cpu_bf16 (training)
-        "eval_precision": tester.precision,  # val/test above
+        **setup.choice.record(),  # precision, device, channels_last, cpu_bf16 (training)
+        "eval_precision": outcome.eval_precision,  # val/test above
         "seed": int(cfg.seed),
-        "checkpoint": str(stable or best or ""),
+        "checkpoint": str(outcome.stable or best or ""),
         "run_checkpoint": str(best or ""),  # this run's own copy: later runs replace `checkpoint`
         "history_csv": "metrics.csv",
-        "run_id": run_id,
-        "identity_hash": identity_hash,
-        "identity": identity,
-        "store": store,
+        "run_id": setup.run_id,
+        "identity_hash": setup.identity_hash,
+        "identity": setup.identity,
+        "store": setup.store,
     }
-    if trainer.is_global_zero:
-        merge_history(run_dir)
-        write_results(run_dir / "results.json", record)
+    if setup.tasks is not None:
+        record["tasks"] = task_results(setup.tasks, setup.store_dir, outcome.val, outcome.test)
     return record
+
+
+def task_results(
+    tasks: dict[str, list[str]], store_dir: Path, val: dict[str, Any], test: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """results.json's ``tasks``: per task its classes, the images with its label per split, and
+    its own val/test metrics (logged as ``val/<task>/...``, ``test/<task>/...``)."""
+    samples: dict[str, dict[str, int]] = {t: {} for t in tasks}
+    for split in SPLITS:
+        labels = H5ImageDataset(split_file(store_dir, split), tasks=list(tasks)).labels
+        for i, task in enumerate(tasks):
+            samples[task][split] = int((labels[:, i] >= 0).sum())
+    return {
+        task: {
+            "classes": list(classes),
+            "samples": samples[task],
+            "val": metric_record(val, f"val/{task}/"),
+            "test": metric_record(test, f"test/{task}/"),
+        }
+        for task, classes in tasks.items()
+    }
 
 
 def stable_checkpoint_path(cfg: DictConfig) -> Path:
     """``checkpoints/<name>/<backbone>-<mode>.ckpt``: the copy later experiments name (the run's
-    ``name``, so two studies never share one; see conf/train.yaml)."""
-    return (
-        Path(cfg.paths.checkpoint_dir) / str(cfg.name) / f"{cfg.backbone.name}-{cfg.mode.name}.ckpt"
-    )
+    ``name``, so two studies never share one; see conf/train.yaml). A network of a subset of the
+    store's tasks (``tasks=[material]``) adds them (``...-fine_tune-material.ckpt``), so it never
+    replaces the network of all tasks."""
+    subset = f"-{challenge_name(list(cfg.tasks))}" if cfg.get("tasks") else ""
+    name = f"{cfg.backbone.name}-{cfg.mode.name}{subset}.ckpt"
+    return Path(cfg.paths.checkpoint_dir) / str(cfg.name) / name
 
 
 def _versions() -> dict[str, str]:
