@@ -36,18 +36,38 @@ def main(cfg: DictConfig) -> float:
         device=cfg.device,
         allow_other_store=bool(cfg.get("allow_other_store", False)),
     )
-    m = ev.metrics
-    table = Table(title=f"{Path(cfg.ckpt).name} on {m['split']} ({m['samples']} images)")
-    keys = ("top1", "top3", "top5", "macro_top1", "loss")
-    for key in keys:
+    console = Console()
+    console.print(metrics_table(ev.metrics, Path(cfg.ckpt).name))
+    log.info("%d files in %s (summary.md)", len(ev.files), display_path(ev.out_dir))
+    return float(ev.metrics["top1"])  # a multi-task checkpoint: the mean over its tasks
+
+
+KEYS = ("top1", "top3", "top5", "macro_top1", "loss")
+
+
+def _cells(record: dict) -> list[str]:
+    values = ["—" if record[k] is None else f"{record[k]:.4f}" for k in KEYS]
+    lo, hi = record.get("top1_ci95") or (None, None)
+    return [*values, "—" if lo is None else f"{lo:.4f}–{hi:.4f}"]
+
+
+def metrics_table(m: dict, name: str) -> Table:
+    """The terminal table: one row, or one row per task and their mean (multi-task)."""
+    per_task = m.get("per_task")
+    table = Table(title=f"{name} on {m['split']} ({m['samples']} images)")
+    if per_task:
+        table.add_column("task")
+        table.add_column("images", justify="right")
+    for key in KEYS:
         table.add_column(key, justify="right")
     table.add_column("top1 95 % CI (Wilson)", justify="right")
-    lo, hi = m["top1_ci95"]
-    table.add_row(*("—" if m[k] is None else f"{m[k]:.4f}" for k in keys), f"{lo:.4f}–{hi:.4f}")
-    console = Console()
-    console.print(table)
-    log.info("%d files in %s (summary.md)", len(ev.files), display_path(ev.out_dir))
-    return float(m["top1"])
+    if not per_task:
+        table.add_row(*_cells(m))
+        return table
+    for task, record in per_task.items():
+        table.add_row(task, str(record["samples"]), *_cells(record))
+    table.add_row("mean", "", *_cells({**m, "top1_ci95": None}))
+    return table
 
 
 def cli() -> None:

@@ -49,10 +49,14 @@ def main(cfg: DictConfig) -> None:
         if result.max_abs_diff is None
         else f"matches the checkpoint (max |diff| {result.max_abs_diff:.2e})"
     )
+    if result.task_diffs and cfg.verify:  # multi-task: one output per task, each checked
+        per_task = ", ".join(f"{t} {d:.2e}" for t, d in result.task_diffs.items())
+        check = f"one output per task, each matches the checkpoint (max |diff|: {per_task})"
     if not cfg.verify:
         check = "not checked (verify=false)"
     log.info("%s: %s", display_path(result.path), check)
-    log.info("%s: class names and preprocessing", display_path(result.sidecar))
+    what = "tasks, their class names" if result.task_diffs is not None else "class names"
+    log.info("%s: %s and preprocessing", display_path(result.sidecar), what)
 
 
 def cli() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,11 +17,13 @@ from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.inference.prediction import (
+    Predictions,
     gather_inputs,
     load_classifier,
     predict_images,
     write_predictions,
 )
+from arttl.models.classifier import ArtClassifier
 
 log = logging.getLogger("arttl.predict")
 TABLE_WIDTH = 80  # the terminal table; the files hold full paths and probabilities
@@ -53,6 +56,41 @@ def _required(cfg: DictConfig, key: str) -> object:
     return cfg[key]
 
 
+def _ranks_cell(row: dict[str, Any], prefix: str, ranks: list[int]) -> str:
+    """One rank: the label over its probability; a task's ranks: a "label prob" line each."""
+    sep = " " if prefix else "\n"
+    return "\n".join(
+        f"{row[f'{prefix}label_{r}']}{sep}{row[f'{prefix}prob_{r}']:.1%}" for r in ranks
+    )
+
+
+def predictions_table(result: Predictions, model: ArtClassifier, name: str, show: int) -> Table:
+    """The terminal table: a column per rank, or (multi-task) a column per task listing its
+    ranks, since a rank column per task and rank would not fit a terminal."""
+    root = common_folder(result.table["path"].tolist())
+    tasks = result.task_k or {"": result.top_k}
+    title = f"{name}: top-{result.top_k} of {len(model.class_names)} classes"
+    if result.task_k is not None:
+        title = f"{name}: top-{result.top_k} per task ({', '.join(tasks)})"
+    table = Table(
+        title=title, caption=f"images in {display_path(root)}" if root is not None else None
+    )
+    table.add_column("image", overflow="fold")
+    columns: list[tuple[str, list[int]]] = []
+    for task, k in tasks.items():
+        if task:
+            table.add_column(task, overflow="fold")
+            columns.append((f"{task}_", list(range(1, k + 1))))
+        else:
+            for rank in range(1, k + 1):
+                table.add_column(f"#{rank}", overflow="fold")
+                columns.append(("", [rank]))
+    for row in result.table.head(show).to_dict(orient="records"):
+        cells = [_ranks_cell(row, prefix, ranks) for prefix, ranks in columns]
+        table.add_row(shown_path(row["path"], root), *cells)
+    return table
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 @user_errors
 def main(cfg: DictConfig) -> None:
@@ -79,20 +117,7 @@ def main(cfg: DictConfig) -> None:
     files = write_predictions(result, out_dir, meta)
 
     console = Console()
-    k = result.top_k
-    root = common_folder(result.table["path"].tolist())
-    table = Table(
-        title=f"{Path(ckpt).name}: top-{k} of {len(model.class_names)} classes",
-        caption=f"images in {display_path(root)}" if root is not None else None,
-    )
-    table.add_column("image", overflow="fold")
-    for rank in range(1, k + 1):
-        table.add_column(f"#{rank}", overflow="fold")
-    for row in result.table.head(int(cfg.show)).to_dict(orient="records"):
-        table.add_row(
-            shown_path(row["path"], root),
-            *(f"{row[f'label_{r}']}\n{row[f'prob_{r}']:.1%}" for r in range(1, k + 1)),
-        )
+    table = predictions_table(result, model, Path(ckpt).name, int(cfg.show))
     console.print(table, width=min(console.width, TABLE_WIDTH))
     if len(result.table) > int(cfg.show):
         log.info("... %d more rows in %s", len(result.table) - int(cfg.show), files[0].name)

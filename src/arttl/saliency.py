@@ -2,6 +2,7 @@
 
 Renders what each network looks at (the paper's θ-versus-θ̂ figure), writes the raw maps and
 an agreement CSV, and prints the agreement table. Undecodable images are listed and skipped.
+``task=<name>`` picks the head of multi-task checkpoints (default: each one's first task).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def print_agreement(comparison: Comparison, console: Console) -> None:
     """The numbers per image and pair of models (top-1 labels are in the figure and the CSV)."""
     df: pd.DataFrame = comparison.agreement
     tags = dict(zip(comparison.model_names, model_tags(len(comparison.model_names)), strict=True))
+    tasks = dict(zip(comparison.model_names, comparison.tasks, strict=False))
     for name, tag in tags.items():
-        console.print(f"{tag}: {name}")
+        task = f" (task {tasks[name]})" if tasks.get(name) else ""
+        console.print(f"{tag}: {name}{task}")
     table = Table(title=f"{comparison.method}: agreement between models")
     table.add_column("image", no_wrap=True)
     table.add_column("model a")
@@ -85,6 +88,7 @@ def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
         backbone=backbone,
         device=cfg.device,
         names=_as_list(cfg.get("model_names")),
+        task=None if cfg.get("task") in (None, "") else str(cfg.task),
     )
     compare = CompareOptions(
         method=cfg.method,

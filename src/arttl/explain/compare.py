@@ -80,6 +80,7 @@ class ModelResult:
     native_map: np.ndarray
     deletion: np.ndarray | None = None
     random_deletion: np.ndarray | None = None
+    task: str | None = None  # the task explained (a multi-task checkpoint's head), if any
 
     @property
     def deletion_auc(self) -> float:
@@ -110,6 +111,7 @@ class Comparison:
     deletion_steps: int = 10
     notes: list[str] = field(default_factory=list)
     target: int | str | None = None  # what was asked for; None = each model's top-1 class
+    tasks: list[str | None] = field(default_factory=list)  # per model: its task explained, if any
 
     @property
     def agreement(self) -> pd.DataFrame:
@@ -131,6 +133,7 @@ def _explain_with(
         probability=e.probability,
         map=to_common_grid(e.map, grid.size, grid.crop_fraction(model), grid.shared_fraction),
         native_map=e.map,
+        task=model.task,
     )
     if opts.deletion_steps:
         steps, seed = opts.deletion_steps, opts.seed
@@ -167,6 +170,7 @@ def compare_models(
         deletion_steps=opts.deletion_steps,
         notes=list(grid.notes),
         target=None if all(t is None for t in targets) else opts.target,
+        tasks=[m.task for m in models],
     )
     say = progress or log.info
     for index, item in enumerate(items):

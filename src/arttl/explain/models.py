@@ -20,6 +20,12 @@ Each model is named by what it is, so a figure is readable without the command t
 arttl checkpoint, i.e. a network already tuned on an art collection) and
 ``resnet18 from scratch · demo``. Names that would repeat get the part of the checkpoint path
 that tells them apart (usually the run folder); ``names=`` overrides them all.
+
+A multi-task checkpoint (one head per task, stacked) is explained for one task (``task=``;
+default its first): the network is wrapped so that its outputs are that task's columns of the
+logits (``TaskLogits``), so targets, probabilities and deletion curves are the task's own. A
+one-task checkpoint's task is its challenge; ``task=`` naming another is an error. ImageNet
+networks have no task and ignore ``task=``.
 """
 
 from __future__ import annotations
@@ -51,11 +57,13 @@ from arttl.models.weights import resolve_pretrained_file
 __all__ = [
     "IMAGENET",
     "ExplainedModel",
+    "TaskLogits",
     "check_names",
     "collection_name",
     "describe_checkpoint",
     "load_model",
     "load_models",
+    "select_task",
 ]
 
 IMAGENET = "imagenet"
@@ -146,9 +154,51 @@ def describe_checkpoint(hparams: dict[str, Any], provenance: dict[str, Any] | No
     return f"{head} · {mode} on {on}" if on else f"{head} · {mode}"
 
 
+class TaskLogits(nn.Module):
+    """One task of a multi-task classifier: normalised images -> that task's columns of the
+    logits. It holds the classifier's ``backbone`` and ``head`` themselves (no copy), under the
+    same names, so layer paths (``backbone.layer3``) and timm's feature_info are found as on
+    the classifier."""
+
+    def __init__(self, model: nn.Module, columns: slice) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = model.head
+        self.start, self.stop = int(columns.start), int(columns.stop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))[:, self.start : self.stop]
+
+
+def select_task(
+    model: Any, task: str | None, spec: str = "<in memory>"
+) -> tuple[str | None, nn.Module, list[str]]:
+    """(task, network, class names) to explain ``model`` (an ``ArtClassifier``) with: a
+    multi-task one's ``task`` (default its first) through ``TaskLogits``; a one-task one as
+    it is (``task`` must then be its own task, its challenge)."""
+    tasks = getattr(model, "task_names", None)
+    if tasks is None:
+        own = next(iter(getattr(model, "task_classes", {"label": None})))
+        if task is not None and str(task) != own:
+            raise ConfigError(
+                f"task={task!r}: model {spec!r} is a one-task network for {own!r}; use "
+                f"task={own} or task=null (or a multi-task checkpoint that has {task!r})."
+            )
+        return task, model.eval(), list(model.hparams["class_names"])
+    chosen = tasks[0] if task is None else str(task)
+    if chosen not in tasks:
+        raise ConfigError(
+            f"task={chosen!r} is not a task of {spec!r}; its tasks are {', '.join(tasks)} "
+            "(task=null: the first)."
+        )
+    module = TaskLogits(model, model.task_slices[chosen]).eval()
+    return chosen, module, list(model.task_classes[chosen])
+
+
 @dataclass
 class ExplainedModel:
-    """A network ready for saliency: ``module`` maps normalised float images to logits."""
+    """A network ready for saliency: ``module`` maps normalised float images to logits (of
+    ``task`` for a multi-task checkpoint; None: the network's only task, or an ImageNet one)."""
 
     name: str
     module: nn.Module
@@ -157,22 +207,30 @@ class ExplainedModel:
     spec: str
     backbone: str
     _transform: Callable | None = field(default=None, repr=False)
+    task: str | None = None
 
     @classmethod
     def from_classifier(
-        cls, model: nn.Module, name: str | None = None, spec: str = "<in memory>"
+        cls,
+        model: nn.Module,
+        name: str | None = None,
+        spec: str = "<in memory>",
+        task: str | None = None,
     ) -> ExplainedModel:
         """Wrap an ``ArtClassifier`` already in memory (e.g. right after training); without
-        ``name`` it is named from its hyper-parameters (``describe_checkpoint``)."""
+        ``name`` it is named from its hyper-parameters (``describe_checkpoint``). ``task``:
+        see ``select_task``."""
         hparams = model.hparams
         provenance = getattr(model, "provenance", None)
+        task, module, class_names = select_task(model, task, spec)
         return cls(
             name=name or describe_checkpoint(dict(hparams), provenance),
-            module=model.eval(),
+            module=module,
             data_config=dict(hparams["data_config"]),
-            class_names=list(hparams["class_names"]),
+            class_names=class_names,
             spec=spec,
             backbone=str(hparams["backbone"]),
+            task=task,
         )
 
     @property
@@ -295,8 +353,11 @@ def load_model(
     backbone: str | None = None,
     device: str | torch.device | None = "cpu",
     name: str | None = None,
+    task: str | None = None,
 ) -> ExplainedModel:
-    """Load one model spec (see the module docstring); errors are ``ConfigError`` with a fix."""
+    """Load one model spec (see the module docstring); errors are ``ConfigError`` with a fix.
+    ``task``: the task of an arttl checkpoint to explain (``select_task``); ImageNet networks
+    and weight files have none and ignore it."""
     spec = str(spec).strip()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     if spec == IMAGENET or spec.startswith(IMAGENET + ":"):
@@ -326,7 +387,7 @@ def load_model(
                 f"models: {spec!r} is not a readable arttl checkpoint ({type(err).__name__}: "
                 f"{str(err)[:200]})."
             ) from err
-        return ExplainedModel.from_classifier(model, name=name, spec=spec)
+        return ExplainedModel.from_classifier(model, name=name, spec=spec, task=task)
     if path_str.endswith(WEIGHT_FILE_SUFFIXES):
         arch = prefix or backbone
         if not path.is_file():
@@ -420,8 +481,11 @@ def load_models(
     backbone: str | None = None,
     device: str | torch.device | None = "cpu",
     names: Sequence[str] | None = None,
+    task: str | None = None,
 ) -> list[ExplainedModel]:
     """Load every spec; ``imagenet`` without a backbone takes the first checkpoint's backbone.
+    ``task``: the task every arttl checkpoint is explained for (default: a multi-task one's
+    first task); a checkpoint without it is an error naming its tasks.
 
     ``names``: one display name per spec (default: from each checkpoint, ``describe_checkpoint``).
     All specs are checked (files exist, names parse) before any network is built, so a typo
@@ -447,7 +511,7 @@ def load_models(
     loaded: dict[int, ExplainedModel] = {}
     for i, spec in enumerate(specs):
         if not spec.startswith(IMAGENET):
-            loaded[i] = load_model(spec, backbone=backbone, device=device)
+            loaded[i] = load_model(spec, backbone=backbone, device=device, task=task)
     if backbone is None:
         backbone = next(
             (loaded[i].backbone for i in sorted(loaded) if specs[i].endswith(CHECKPOINT_SUFFIXES)),

@@ -6,6 +6,11 @@ float32 (B, 3, H, W) batch already normalised with the data config's mean/std, e
 RGB (0..255) instead and normalises inside, for runtimes where preprocessing is awkward.
 Either way a sidecar JSON carries class names, mean/std, input size and resize/crop settings:
 the exported file alone does not know what its outputs mean.
+
+A multi-task checkpoint exports one output per task, in task order: ONNX outputs named by
+the tasks, a TorchScript module returning a tuple of per-task logits. The sidecar lists the
+tasks with their class names and output index (``tasks``, ``outputs``), and the check compares
+every task's output with the checkpoint's own columns for that task.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,21 +45,28 @@ class ExportMismatch(RuntimeError):
 
 
 class InferenceNet(nn.Module):
-    """The classifier without Lightning: (normalised float | uint8) images -> logits."""
+    """The classifier without Lightning: (normalised float | uint8) images -> logits; for a
+    multi-task checkpoint a tuple of each task's logits (its columns of the one head), in task
+    order, so each exported output carries one task's name."""
 
     def __init__(self, model: ArtClassifier, include_normalization: bool = False) -> None:
         super().__init__()
         self.backbone = model.backbone
         self.head = model.head
         self.include_normalization = include_normalization
+        slices = model.task_slices.values() if model.task_names is not None else ()
+        self.bounds = [(s.start, s.stop) for s in slices]  # plain ints: traced as constants
         # The classifier keeps mean/std scaled to 0..255, so uint8 input needs no /255 first.
         self.register_buffer("mean", model.mean.detach().clone())
         self.register_buffer("std", model.std.detach().clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if self.include_normalization:
             x = normalize_pixels(x, self.mean, self.std)
-        return self.head(self.backbone(x))
+        logits = self.head(self.backbone(x))
+        if not self.bounds:
+            return logits
+        return tuple(logits[:, a:b] for a, b in self.bounds)
 
 
 @dataclass
@@ -61,6 +74,19 @@ class ExportResult:
     path: Path
     sidecar: Path
     max_abs_diff: float | None  # None when the runtime to check with is not installed
+    task_diffs: dict[str, float] | None = None  # multi-task: the largest difference per task
+
+
+def output_names(model: ArtClassifier) -> list[str]:
+    """The exported outputs: ``logits``, or one per task named by the task (multi-task)."""
+    if model.task_names is None:
+        return [OUTPUT_NAME]
+    if INPUT_NAME in model.task_names:
+        raise ConfigError(
+            f"a task is named {INPUT_NAME!r}, the exported input's name; the exported file "
+            "cannot name an output so. Rename the task (dataset.challenge) to export it."
+        )
+    return list(model.task_names)
 
 
 def example_input(model: ArtClassifier, batch: int, include_normalization: bool) -> torch.Tensor:
@@ -71,10 +97,14 @@ def example_input(model: ArtClassifier, batch: int, include_normalization: bool)
     return torch.randn(batch, 3, h, w, generator=gen)
 
 
-def _reference(model: ArtClassifier, x: torch.Tensor) -> torch.Tensor:
-    """What the checkpoint itself answers for ``x``."""
+def _reference(model: ArtClassifier, x: torch.Tensor) -> list[torch.Tensor]:
+    """What the checkpoint itself answers for ``x``: its logits, or each task's columns of
+    them (multi-task), in the order of the exported outputs."""
     with torch.inference_mode():
-        return model.logits(x) if x.dtype == torch.uint8 else model(x)
+        logits = model.logits(x) if x.dtype == torch.uint8 else model(x)
+    if model.task_names is None:
+        return [logits]
+    return [logits[:, cols] for cols in model.task_slices.values()]
 
 
 @contextlib.contextmanager
@@ -93,7 +123,9 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> No
             torch.jit.save(traced, str(tmp))
 
 
-def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
+def _export_onnx(
+    net: nn.Module, example: torch.Tensor, path: Path, opset: int | None, outputs: list[str]
+) -> None:
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(
@@ -109,7 +141,7 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int |
             (example,),
             str(tmp),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=outputs,
             dynamic_shapes={INPUT_NAME: {0: batch}},
             opset_version=opset,
             dynamo=True,
@@ -118,18 +150,48 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int |
         )
 
 
-def run_exported(path: Path, fmt: str, x: torch.Tensor) -> torch.Tensor | None:
-    """Logits from the exported file (None for ONNX when onnxruntime is not installed)."""
+def run_exported(
+    path: Path, fmt: str, x: torch.Tensor, outputs: list[str] | None = None
+) -> torch.Tensor | list[torch.Tensor] | None:
+    """The exported file's logits for ``x``; with ``outputs`` (a multi-task export's output
+    names) a list of those outputs, in that order. None for ONNX when onnxruntime is not
+    installed."""
     if fmt == "torchscript":
         with _quiet_jit(), torch.inference_mode():
             loaded = torch.jit.load(str(path), map_location="cpu")
-            return loaded(x)
+            got = loaded(x)
+        return got if outputs is None else list(got)
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+    arrays = session.run(outputs or [OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+    tensors = [torch.from_numpy(a) for a in arrays]
+    return tensors[0] if outputs is None else tensors
+
+
+def _outputs_record(model: ArtClassifier) -> dict[str, Any]:
+    """What the outputs mean: ``class_names`` and ``output``, or for a multi-task export
+    ``tasks`` (task -> class names) and ``outputs`` (one per task, in the file's order)."""
+    note = "logits; softmax over the last axis gives probabilities"
+    if model.task_names is None:
+        return {
+            "class_names": model.class_names,
+            "output": {
+                "name": OUTPUT_NAME,
+                "shape": ["batch", len(model.class_names)],
+                "note": note,
+            },
+        }
+    tasks = model.task_classes
+    return {
+        "tasks": tasks,
+        "outputs": [
+            {"name": t, "index": i, "shape": ["batch", len(names)], "note": f"{t} {note}"}
+            for i, (t, names) in enumerate(tasks.items())
+        ],
+    }
 
 
 def sidecar_record(
@@ -144,7 +206,6 @@ def sidecar_record(
         "checkpoint": str(ckpt),
         "backbone": hp["backbone"],
         "mode": hp["mode"],
-        "class_names": model.class_names,
         "input": {
             "name": INPUT_NAME,
             "shape": ["batch", 3, int(h), int(w)],
@@ -152,11 +213,7 @@ def sidecar_record(
             "layout": "NCHW, RGB",
             "normalized_inside": include_normalization,
         },
-        "output": {
-            "name": OUTPUT_NAME,
-            "shape": ["batch", len(model.class_names)],
-            "note": "logits; softmax over the last axis gives probabilities",
-        },
+        **_outputs_record(model),
         "preprocessing": (
             f"decode to RGB; resize the shorter side to floor({h} / crop_pct) with "
             f"{dc.get('interpolation')} interpolation; crop {h}x{w} "
@@ -188,7 +245,7 @@ def export_checkpoint(
 
     The check runs the exported file on a batch of another size than the tracing example
     (so a batch dimension frozen by the exporter is caught too) and compares with the
-    checkpoint's own logits.
+    checkpoint's own logits (multi-task: every task's output with the task's columns).
     """
     if fmt not in FORMATS:
         raise choice_error("format", fmt, FORMATS)
@@ -201,22 +258,53 @@ def export_checkpoint(
     if fmt == "torchscript":
         _export_torchscript(net, example, out)
     else:
-        _export_onnx(net, example, out, opset)
-    diff = None
+        _export_onnx(net, example, out, opset, output_names(model))
+    diffs = None
     if verify:
-        x = example_input(model, 3, include_normalization)
-        got = run_exported(out, fmt, x)
-        if got is not None:
-            ref = _reference(model, x)
-            diff = float((got - ref).abs().max())
-            if got.shape != ref.shape or not torch.allclose(got, ref, atol=atol, rtol=rtol):
-                out.unlink(missing_ok=True)
-                raise ExportMismatch(
-                    f"the exported {fmt} model differs from the checkpoint by up to {diff:.3g} "
-                    f"(atol={atol}, rtol={rtol}); it was removed. Try the other format, or "
-                    "raise atol= if this is expected float noise."
-                )
+        diffs = _verify(model, out, fmt, include_normalization, (atol, rtol))
+    diff = None if diffs is None else max(diffs.values())
     record = sidecar_record(model, fmt, out, include_normalization, str(ckpt))
     record["max_abs_diff"] = diff
+    task_diffs = diffs if diffs is not None and model.task_names is not None else None
+    if task_diffs is not None:
+        record["max_abs_diff_per_task"] = task_diffs
     sidecar = write_json_atomic(out.with_suffix(out.suffix + ".json"), record)
-    return ExportResult(out, sidecar, diff)
+    return ExportResult(out, sidecar, diff, task_diffs)
+
+
+def _verify(
+    model: ArtClassifier,
+    out: Path,
+    fmt: str,
+    include_normalization: bool,
+    tolerance: tuple[float, float],
+) -> dict[str, float] | None:
+    """Run the exported file on a batch of 3 and compare each output with the checkpoint's own
+    (logits, or each task's columns): the largest |difference| per output; None when the
+    runtime is not installed. A difference beyond ``tolerance`` (atol, rtol) removes the file
+    and raises ExportMismatch."""
+    atol, rtol = tolerance
+    x = example_input(model, 3, include_normalization)
+    names = output_names(model)
+    multi = model.task_names is not None  # one-task: the 3-argument call it always was
+    got = run_exported(out, fmt, x, names) if multi else run_exported(out, fmt, x)
+    if got is None:
+        return None
+    got = [got] if isinstance(got, torch.Tensor) else list(got)
+    ref = _reference(model, x)
+    diffs, bad = {}, []
+    for i, (name, r) in enumerate(zip(names, ref, strict=True)):
+        g = got[i] if i < len(got) else None
+        same_shape = g is not None and g.shape == r.shape
+        diffs[name] = float((g - r).abs().max()) if same_shape else math.inf  # type: ignore[operator]
+        if not same_shape or not torch.allclose(g, r, atol=atol, rtol=rtol):
+            bad.append(name)
+    if bad or len(got) != len(ref):
+        out.unlink(missing_ok=True)
+        where = f" (outputs {', '.join(bad)})" if model.task_names is not None else ""
+        raise ExportMismatch(
+            f"the exported {fmt} model differs from the checkpoint by up to "
+            f"{max(diffs.values()):.3g}{where} (atol={atol}, rtol={rtol}); it was removed. Try "
+            "the other format, or raise atol= if this is expected float noise."
+        )
+    return diffs

@@ -114,26 +114,47 @@ def _collate(items: list[tuple[torch.Tensor | None, int, str]]) -> Batch:
 
 @dataclass
 class Predictions:
-    """``table``: path, label_1, prob_1, ... label_k, prob_k; ``rejected``: path, reason."""
+    """``table``: path, label_1, prob_1, ... label_k, prob_k; ``rejected``: path, reason.
+
+    A multi-task checkpoint has one group of columns per task, in task order,
+    ``<task>_label_1, <task>_prob_1, ...``, each task's probabilities a softmax over its own
+    classes and its ranks capped at its class count: ``task_k`` (task -> ranks; None for a
+    one-task checkpoint), ``top_k`` the most ranks of any task."""
 
     table: pd.DataFrame
     rejected: pd.DataFrame
     top_k: int
+    task_k: dict[str, int] | None = None
+
+    def ranks(self, values: dict[str, Any], prefix: str = "", k: int | None = None) -> list:
+        """[{label, prob}, ...] of one row (``values``), for one task's ``<task>_`` columns."""
+        return [
+            {"label": values[f"{prefix}label_{r}"], "prob": float(values[f"{prefix}prob_{r}"])}
+            for r in range(1, (k or self.top_k) + 1)
+        ]
 
     def records(self) -> list[dict[str, Any]]:
+        """One JSON record per image: ``top_k`` ranks, or per task (``tasks``: task -> ranks)."""
         out = []
-        for row in self.table.itertuples(index=False):
-            values = row._asdict()
-            out.append(
-                {
-                    "path": values["path"],
-                    "top_k": [
-                        {"label": values[f"label_{r}"], "prob": float(values[f"prob_{r}"])}
-                        for r in range(1, self.top_k + 1)
-                    ],
-                }
-            )
+        for values in self.table.to_dict(orient="records"):
+            if self.task_k is None:
+                out.append({"path": values["path"], "top_k": self.ranks(values)})
+                continue
+            tasks = {t: self.ranks(values, f"{t}_", k) for t, k in self.task_k.items()}
+            out.append({"path": values["path"], "tasks": tasks})
         return out
+
+
+def rank_columns(model: ArtClassifier, probs: torch.Tensor, top_k: int) -> pd.DataFrame:
+    """label_r / prob_r columns; for a multi-task checkpoint one ``<task>_`` group per task,
+    ranked within the task's own columns of ``probs`` (a softmax per task)."""
+    if model.task_names is None:
+        return top_k_table(probs, model.class_names, top_k)
+    groups = [
+        top_k_table(probs[:, cols], model.task_classes[task], top_k).add_prefix(f"{task}_")
+        for task, cols in model.task_slices.items()
+    ]
+    return pd.concat(groups, axis=1)
 
 
 def predict_images(
@@ -162,13 +183,18 @@ def predict_images(
         if out is not None:
             kept += index
             probs.append(out)
-    all_probs = torch.cat(probs) if probs else torch.empty(0, len(model.class_names))
-    ranks = top_k_table(all_probs, model.class_names, top_k)
+    width = int(model.head.out_features)
+    all_probs = torch.cat(probs) if probs else torch.empty(0, width)
+    ranks = rank_columns(model, all_probs, top_k)
     table = pd.concat([pd.DataFrame({"path": [str(paths[i]) for i in kept]}), ranks], axis=1)
+    task_k = None
+    if model.task_names is not None:
+        task_k = {t: min(top_k, len(names)) for t, names in model.task_classes.items()}
     return Predictions(
         table=table,
         rejected=pd.DataFrame(rejected, columns=["path", "reason"]),
-        top_k=ranks.shape[1] // 2,  # a label and a prob per rank, capped at the classes
+        top_k=max(task_k.values()) if task_k else ranks.shape[1] // 2,  # capped at the classes
+        task_k=task_k,
     )
 
 
@@ -191,6 +217,7 @@ def write_predictions(
         {
             **(meta or {}),
             "top_k": result.top_k,
+            **({"tasks": result.task_k} if result.task_k is not None else {}),
             "predictions": result.records(),
             "rejected": result.rejected.to_dict(orient="records"),
         },
