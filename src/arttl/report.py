@@ -15,14 +15,23 @@ from rich.table import Table
 from arttl.cli import USER_ERROR_EXIT, display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.reporting.runs import (
-    DIFFERENCES_TITLE,
+    MULTITASK_EXPLANATION,
+    MULTITASK_TITLE,
     TABLES,
+    Report,
     cell_explanation,
     difference_unit,
+    differences_title,
     make_report,
     plural,
+    runs_text,
 )
-from arttl.reporting.tables import CellTable, differences_rows, rich_rows
+from arttl.reporting.tables import (
+    CellTable,
+    differences_rows,
+    multitask_display_rows,
+    rich_rows,
+)
 
 log = logging.getLogger("arttl.report")
 
@@ -72,12 +81,28 @@ def print_table(
 
 
 def print_differences(console: Console, diffs: pd.DataFrame, metric: str, decimals: int) -> None:
-    """The paired differences (θ̂ − θ, fine-tuning − off-the-shelf) with at least one pair."""
+    """The paired differences (θ̂ − θ, multi-task − single-task, fine-tuning − off-the-shelf)
+    with at least one pair."""
     from rich.markup import escape
 
     header, rows = differences_rows(diffs, decimals, difference_unit(metric), escape)
     if rows:
-        _print_rows(console, f"{DIFFERENCES_TITLE} — {metric}", header, rows, 4)
+        _print_rows(console, f"{differences_title(diffs)} — {metric}", header, rows, 4)
+
+
+def print_multitask(console: Console, report: Report, metric: str, decimals: int) -> None:
+    """Each task of a multi-task run beside single-task runs, and each column's training time."""
+    from rich.markup import escape
+
+    table = report.multitask
+    if table is None or table.empty:
+        return
+    higher = not metric.endswith("loss")
+    header, rows = multitask_display_rows(
+        table, report.training_time, decimals, higher, "[bold]{}[/bold]".format, escape
+    )
+    _print_rows(console, f"{MULTITASK_TITLE} — {metric}", header, rows, table.index.nlevels)
+    console.print(MULTITASK_EXPLANATION, markup=False)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="report")
@@ -115,12 +140,13 @@ def _main(cfg: DictConfig) -> None:
                 higher,
                 show_init=name == "table3",
             )
+    print_multitask(console, report, str(cfg.metric), int(cfg.decimals))
     print_differences(console, report.differences, str(cfg.metric), int(cfg.decimals))
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
     log.info(
         "%s -> %s in %s (report.md)",
-        plural(len(report.runs), "run"),
+        runs_text(report.runs),
         plural(len(report.files), "file"),
         display_path(report.out_dir),
     )

@@ -7,6 +7,8 @@ of different identities are separated, never averaged, and the labels say how th
 - one dataset name, several source folders → one dataset per folder: ``imagefolder (ahe64/train)``;
 - one backbone, several input sizes → one row per size: ``resnet18 @32px``;
 - one cell, several weight files → one column per file: ``file (a.safetensors)``;
+- a task of a multi-task run (one network for several tasks) → its own column beside the
+  single-task runs of that task: ``imagenet multi-task (material+period+type)``;
 - anything else → a row ``resnet18 variant 2`` and a note naming the identity keys that differ.
 
 ``label_runs`` adds the columns ``dataset_label``, ``backbone_label`` and ``init_label`` that
@@ -46,26 +48,54 @@ ROOT_KEY = "source.root"
 SIZE_KEY = "preprocessing.input_size"
 WEIGHTS_KEY = "weights.value"
 DIGEST_KEY = "weights.digest"
+MULTITASK_MARK = " multi-task ("  # init label of a multi-task column: ``imagenet multi-task (a+b)``
 _ABSENT = object()
 _SHOWN_KEYS = 6  # differing identity keys named in one note
 
 
+def split_multitask(label: str) -> tuple[str, str]:
+    """(init label without the multi-task part, the tasks trained together or '').
+
+    ``imagenet multi-task (a+b)`` -> (``imagenet``, ``a+b``); ``file (x.pth)`` -> (it, '').
+    """
+    base, mark, rest = str(label).partition(MULTITASK_MARK)
+    if not mark:
+        return base, ""
+    return base, rest[:-1] if rest.endswith(")") else rest
+
+
+def with_multitask(label: str, tasks: str) -> str:
+    """The init label of a multi-task run's column: ``imagenet multi-task (a+b)``."""
+    return f"{label}{MULTITASK_MARK}{tasks})" if tasks else str(label)
+
+
+def multitask_text(tasks: str) -> str:
+    """``multi-task (material+period+type)``, '' for a single-task network."""
+    return f"multi-task ({tasks})" if tasks else ""
+
+
 def init_of_label(label: str) -> str:
     """The init kind (``imagenet``, ``arttl``, ...) of an init label such as ``file (a.pth)``."""
-    return str(label).split(" (", 1)[0]
+    return split_multitask(label)[0].split(" (", 1)[0]
 
 
 def init_detail(label: str) -> str:
-    """What tells this init column apart from others of its kind (``a.pth``), or ''."""
-    rest = str(label).partition(" (")[2]
+    """What tells this init column apart from others of its kind (``a.pth``), or ''.
+
+    The multi-task part is not a detail of the initialisation (see ``split_multitask``).
+    """
+    rest = split_multitask(label)[0].partition(" (")[2]
     return rest[:-1] if rest.endswith(")") else rest
 
 
 def init_text(label: str, names: dict[str, str] | None = None) -> str:
-    """A readable init: ``θ``, ``θ̂ rijks/vgg19.ckpt``, ``file a.safetensors``."""
+    """A readable init: ``θ``, ``θ̂ rijks/vgg19.ckpt``, ``file a.safetensors``, ``θ, multi-task
+    (a+b)``."""
     kind, detail = init_of_label(label), init_detail(label)
     name = (names or INIT_LABELS).get(kind, kind)
-    return f"{name} {detail}" if detail else name
+    text = f"{name} {detail}" if detail else name
+    tasks = split_multitask(label)[1]
+    return f"{text}, {multitask_text(tasks)}" if tasks else text
 
 
 def mode_text(mode: str) -> str:
@@ -151,6 +181,7 @@ def label_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     _split_sources(runs, identities, notes)
     _split_sizes(runs, identities, notes)
     _split_weights(runs, identities, notes)
+    _split_multitask(runs, notes)
     _split_variants(runs, identities, notes)
     mixed = runs.groupby(list(CELL_COLUMNS), dropna=False)["identity_hash"].nunique()
     assert (mixed <= 1).all(), f"cells still mix identities: {mixed[mixed > 1]}"
@@ -234,6 +265,35 @@ def _split_weights(runs: pd.DataFrame, ident: dict, notes: list[str]) -> None:
                 for h, (value, digest) in sorted(weights.items(), key=lambda kv: labels[kv[0]])
             )
             + "."
+        )
+
+
+def multitask_rows(runs: pd.DataFrame) -> pd.Series:
+    """True on the rows that come from a network trained on several tasks at once."""
+    if "multitask" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["multitask"].notna() & (runs["multitask"].astype(str) != "")
+
+
+def _split_multitask(runs: pd.DataFrame, notes: list[str]) -> None:
+    """A task of a multi-task run gets its own column beside the single-task runs of that task.
+
+    One network trained for several tasks is another experiment than one network per task, so
+    the two are never averaged; the tasks go into the init label, as weight files do.
+    """
+    together = multitask_rows(runs)
+    for tasks in sorted(set(runs.loc[together, "multitask"].astype(str))):
+        rows = together & (runs["multitask"].astype(str) == tasks)
+        runs.loc[rows, "init_label"] = [
+            with_multitask(i, tasks) for i in runs.loc[rows, "init_label"]
+        ]
+        count = runs.loc[rows, "results_path"].nunique() if "results_path" in runs else rows.sum()
+        trained = ", ".join(tasks.split("+"))
+        notes.append(
+            f"{count} multi-task run{'s' if count != 1 else ''} trained {trained} "
+            "together (one network, one head per task): each task's row shows "
+            f"{'it' if count == 1 else 'them'} in columns of their own, {multitask_text(tasks)}, "
+            "never averaged with single-task runs of that task."
         )
 
 

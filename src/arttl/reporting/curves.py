@@ -12,7 +12,14 @@ from matplotlib.figure import Figure  # not pyplot: no global state, the caller'
 from matplotlib.ticker import MaxNLocator
 
 from arttl.atomic import atomic_path
-from arttl.reporting.cells import init_detail, init_of_label, init_text, mode_text
+from arttl.reporting.cells import (
+    init_detail,
+    init_of_label,
+    init_text,
+    mode_text,
+    multitask_text,
+    split_multitask,
+)
 from arttl.results import INIT_IMAGENET
 
 MODE_ORDER = ("off_the_shelf", "fine_tune", "partial", "gradual", "scratch")
@@ -37,15 +44,47 @@ def read_history(path: str | Path, metric: str = "val/top1") -> pd.Series:
     return df.groupby("epoch")[metric].last().astype(float).rename(metric)
 
 
+def task_metric(metric: str, task: str) -> str:
+    """``val/top1`` of one task of a multi-task run: ``val/<task>/top1`` (its metrics.csv logs
+    ``<stage>/<task>/<metric>`` per task and ``<stage>/<metric>`` as the mean over tasks)."""
+    stage, slash, name = str(metric).partition("/")
+    return f"{stage}/{task}/{name}" if slash else str(metric)
+
+
+def row_history(row: pd.Series, metric: str) -> pd.Series:
+    """One table row's ``metric`` per epoch; empty when its run logged none.
+
+    A row of a multi-task run reads its task's column only (the plain one is the mean over all
+    tasks); a single-task row reads the plain column, else its task's (a run of one task of a
+    multi-task store may log either).
+    """
+    history = row.get("history_path")
+    if not isinstance(history, str):
+        return pd.Series(dtype=float, name=metric)
+    per_task = task_metric(metric, str(row.get("challenge")))
+    multitask = row.get("multitask")
+    together = isinstance(multitask, str) and bool(multitask)
+    series = pd.Series(dtype=float, name=metric)
+    for name in dict.fromkeys([per_task] if together else [metric, per_task]):
+        series = read_history(history, name)
+        if not series.empty:
+            return series.rename(metric)
+    return series
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-") or "-"
 
 
-def _line_label(backbone: str, init: str, several_backbones: bool) -> str:
-    kind = init_of_label(init)
+def _line_label(backbone: str, init: str, several_backbones: bool, beside_multitask: bool) -> str:
+    """What a line is; beside a multi-task line a single-task one says so too."""
+    base, tasks = split_multitask(init)
+    kind = init_of_label(base)
     who = {INIT_IMAGENET: "θ (ImageNet)", "none": "from scratch (random init)"}.get(kind)
     if who is None:  # a lone "θ̂" loses its hat in matplotlib's text layout: say what it is
-        who = init_text(init) + ("" if init_detail(init) else " (art-tuned checkpoint)")
+        who = init_text(base) + ("" if init_detail(base) else " (art-tuned checkpoint)")
+    if tasks or beside_multitask:
+        who += f", {multitask_text(tasks) or 'single-task'}"
     return (f"{backbone} · " if several_backbones else "") + who
 
 
@@ -63,9 +102,8 @@ Curves = dict[tuple[str, str, str], list[pd.Series]]  # (mode, backbone, init) -
 def _histories(group: pd.DataFrame, metric: str, scale: float, missing: list[str]) -> Curves:
     curves: Curves = {}
     for _, row in group.iterrows():
-        history = row.get("history_path")
-        series = read_history(history, metric) if isinstance(history, str) else None
-        if series is None or series.empty:
+        series = row_history(row, metric)
+        if series.empty:
             missing.append(str(row["run_dir"]))
             continue
         key = (row["mode"], row["backbone_label"], row["init_label"])
@@ -76,6 +114,7 @@ def _histories(group: pd.DataFrame, metric: str, scale: float, missing: list[str
 def _draw_panel(ax: Any, mode: str, curves: Curves, colours: dict, several: bool) -> dict:
     """One mode's lines (mean over seeds) and bands (min–max); returns {label: line}."""
     handles = {}
+    beside = any(split_multitask(init)[1] for _, init in colours)
     for backbone, init in colours:
         histories = curves.get((mode, backbone, init))
         if not histories:
@@ -84,7 +123,7 @@ def _draw_panel(ax: Any, mode: str, curves: Curves, colours: dict, several: bool
         x, colour, label = (
             band.index + 1,
             colours[(backbone, init)],
-            _line_label(backbone, init, several),
+            _line_label(backbone, init, several, beside),
         )
         (line,) = ax.plot(
             x, band["mean"].to_numpy(), color=colour, linewidth=2, label=label,
@@ -138,12 +177,13 @@ def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
 def plot_learning_curves(
     runs: pd.DataFrame, out_dir: str | Path, metric: str = "val/top1"
 ) -> tuple[list[Path], list[str]]:
-    """One PNG per (dataset, challenge); returns (files, runs without history).
+    """One PNG per (dataset, challenge); returns (files, runs without history, each once).
 
     One panel per mode (shared y axis, so modes compare at a glance); in each, one line per
     backbone and initialisation (θ, θ̂, random): the mean over its seeds per epoch, the band
     their min–max, so a reader sees the spread without counting lines. Epochs are counted from
-    1 (after one pass); labels come from ``reporting.cells``.
+    1 (after one pass); labels come from ``reporting.cells``. A task of a multi-task run is a
+    line of its own, read from its task's column (see ``row_history``).
     """
     from arttl.reporting.tables import ensure_labels
 
@@ -161,4 +201,4 @@ def plot_learning_curves(
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         written.append(path)
-    return written, missing
+    return written, list(dict.fromkeys(missing))  # a multi-task run has a row per task

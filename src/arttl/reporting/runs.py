@@ -9,20 +9,25 @@ from pathlib import Path
 import pandas as pd
 
 from arttl.atomic import atomic_path, write_text_atomic
-from arttl.reporting.cells import CELL_COLUMNS, LABEL_COLUMNS, label_runs
+from arttl.reporting.cells import CELL_COLUMNS, LABEL_COLUMNS, label_runs, multitask_rows
 from arttl.reporting.curves import plot_learning_curves
 from arttl.reporting.tables import (
+    MULTI_MINUS_SINGLE,
     CellTable,
     check_metric,
     differences,
     differences_csv_frame,
     differences_markdown,
     latex_escape,
+    multitask_csv_frame,
+    multitask_markdown,
+    multitask_table,
     table2,
     table3,
     to_csv_frame,
     to_latex,
     to_markdown,
+    training_time,
 )
 from arttl.results import DUPLICATES_ATTR, IDENTITY_COLUMNS, collect_results
 
@@ -35,6 +40,24 @@ TABLES_LATEX = {
     "table3": r"ImageNet ($\theta$) versus art-tuned ($\hat{\theta}$) initialisation",
 }
 DIFFERENCES_TITLE = "Paired differences: θ̂ − θ and fine-tuning − off-the-shelf, per seed"
+MULTITASK_DIFFERENCES_TITLE = (
+    "Paired differences: θ̂ − θ, multi-task − single-task and fine-tuning − off-the-shelf, per seed"
+)
+
+
+def differences_title(diffs: pd.DataFrame) -> str:
+    """The differences' title, naming multi-task − single-task only when there is such a row."""
+    several = "kind" in diffs and (diffs["kind"] == MULTI_MINUS_SINGLE).any()
+    return MULTITASK_DIFFERENCES_TITLE if several else DIFFERENCES_TITLE
+
+
+MULTITASK_TITLE = "Multi-task versus single-task networks, per task"
+MULTITASK_EXPLANATION = (
+    "Each task that a multi-task run trained (one network, one head per task) beside the "
+    "single-task runs of that task with the same mode and initialisation; cells as above. Last "
+    "row: the total training time (wall_seconds) of each column's runs, a multi-task run counted "
+    "once (it trains all its tasks at once)."
+)
 
 
 @dataclass
@@ -45,6 +68,22 @@ class Report:
     differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # each task of a multi-task run beside single-task runs (None: no multi-task run)
+    multitask: CellTable | None = None
+    training_time: pd.DataFrame = field(default_factory=pd.DataFrame)  # per multitask column
+
+
+def run_count(runs: pd.DataFrame) -> int:
+    """Training runs behind ``runs``: a multi-task run has one row per task but counts once."""
+    return int(runs["results_path"].nunique()) if "results_path" in runs else len(runs)
+
+
+def runs_text(runs: pd.DataFrame) -> str:
+    """``12 runs``, or ``4 runs (8 rows: a multi-task run has one row per task)``."""
+    count = run_count(runs)
+    if count == len(runs):
+        return plural(count, "run")
+    return f"{plural(count, 'run')} ({len(runs)} rows: a multi-task run has one row per task)"
 
 
 def plural(count: int, one: str, many: str | None = None) -> str:
@@ -96,11 +135,23 @@ def _render_all(
     return rendered
 
 
+def _render_multitask(report: Report, metric: str, decimals: int) -> dict[str, str | pd.DataFrame]:
+    """multitask.md and multitask.csv, only when some run trained several tasks at once."""
+    table, time = report.multitask, report.training_time
+    if table is None or table.empty:
+        return {}
+    higher = not metric.endswith("loss")
+    return {
+        "multitask.csv": multitask_csv_frame(table, time, decimals),
+        "multitask.md": multitask_markdown(table, time, decimals, higher),
+    }
+
+
 def _summary(report: Report, metric: str, rendered: dict, curves: list[Path]) -> str:
     lines = [
         "# arttl report",
         "",
-        f"{plural(len(report.runs), 'run')}. "
+        f"{runs_text(report.runs)}. "
         + cell_explanation(metric).replace(
             "Best mean per challenge in bold", "Best mean per challenge in **bold**"
         )
@@ -117,10 +168,13 @@ def _summary(report: Report, metric: str, rendered: dict, curves: list[Path]) ->
             f"[CSV]({name}.csv) · [LaTeX]({name}.tex)",
             "",
         ]
+    if "multitask.md" in rendered:
+        lines += [f"## {MULTITASK_TITLE}", "", MULTITASK_EXPLANATION, "", rendered["multitask.md"]]
+        lines += ["[CSV](multitask.csv)", ""]
     if "differences.md" in rendered:
         unit = "percentage points" if not metric.endswith("loss") else "units of " + metric
         lines += [
-            f"## {DIFFERENCES_TITLE}",
+            f"## {differences_title(report.differences)}",
             "",
             f"Runs paired by seed (only seeds run on both sides); {metric} difference in {unit}, "
             "mean ± sample standard deviation over the n paired seeds.",
@@ -169,6 +223,23 @@ def _notes(report: Report, duplicates: list[str], label_notes: list[str]) -> Non
         )
 
 
+def _write(out: Path, rendered: dict[str, str | pd.DataFrame], runs: pd.DataFrame) -> list[Path]:
+    """runs.csv and every rendered file, each written atomically; returns their paths."""
+    runs_csv = out / "runs.csv"
+    with atomic_path(runs_csv) as tmp:
+        _runs_csv_frame(runs).to_csv(tmp, index=False)
+    files = [runs_csv]
+    for name, content in rendered.items():
+        path = out / name
+        if isinstance(content, pd.DataFrame):
+            with atomic_path(path) as tmp:
+                content.to_csv(tmp, index=False)
+        else:
+            write_text_atomic(path, content)
+        files.append(path)
+    return files
+
+
 def make_report(
     folders: Iterable[str | Path],
     out_dir: str | Path | None = None,
@@ -190,21 +261,14 @@ def make_report(
     out = Path(out_dir) if out_dir else default_out_dir(folders)
     tables = {"table2": table2(runs, metric), "table3": table3(runs, metric)}
     report = Report(runs=runs, tables=tables, out_dir=out, differences=differences(runs, metric))
+    if multitask_rows(runs).any():
+        report.multitask = multitask_table(runs, metric)
+        report.training_time = training_time(runs, report.multitask)
     rendered = _render_all(tables, report.differences, metric, decimals)
+    rendered.update(_render_multitask(report, metric, decimals))
     _notes(report, duplicates, label_notes)
 
-    runs_csv = out / "runs.csv"
-    with atomic_path(runs_csv) as tmp:
-        _runs_csv_frame(runs).to_csv(tmp, index=False)
-    report.files.append(runs_csv)
-    for name, content in rendered.items():
-        path = out / name
-        if isinstance(content, pd.DataFrame):
-            with atomic_path(path) as tmp:
-                content.to_csv(tmp, index=False)
-        else:
-            write_text_atomic(path, content)
-        report.files.append(path)
+    report.files += _write(out, rendered, runs)
     written: list[Path] = []
     if curves:
         written, missing = plot_learning_curves(runs, out, curve_metric)

@@ -3,6 +3,9 @@
 Table 2: rows challenge × backbone, columns transfer mode (off-the-shelf and fine-tuning side by
 side, other modes after them), ImageNet initialisation (θ). Table 3: the same rows on a
 collection where some runs start from an art-tuned arttl checkpoint (θ̂), columns mode × init.
+A task of a multi-task run has its own column beside the single-task ones of that mode and init
+(``Fine-tuning, multi-task (material+period+type)``); ``multitask_table`` puts the two side by
+side for the tasks that a multi-task run trained, with what each column cost in training time.
 
 A cell holds the runs of one configuration (one ``identity_hash``; see ``reporting.cells``) and
 shows the mean of a metric over them, in percent, ± the sample standard deviation (ddof=1) and
@@ -32,6 +35,9 @@ from arttl.reporting.cells import (
     init_text,
     label_runs,
     mode_text,
+    multitask_rows,
+    multitask_text,
+    split_multitask,
 )
 from arttl.results import INIT_ARTTL, INIT_FILE, INIT_IMAGENET, INIT_NONE, INITS
 
@@ -44,11 +50,16 @@ __all__ = [
     "differences_csv_frame",
     "differences_markdown",
     "differences_rows",
+    "multitask_csv_frame",
+    "multitask_display_rows",
+    "multitask_markdown",
+    "multitask_table",
     "table2",
     "table3",
     "to_csv_frame",
     "to_latex",
     "to_markdown",
+    "training_time",
 ]
 
 ROW_KEYS = ("dataset", "challenge", "backbone")
@@ -80,6 +91,7 @@ DIFFERENCE_COLUMNS = [
 ]
 THETA_HAT_MINUS_THETA = "theta_hat-theta"
 FINE_TUNE_MINUS_OFF_THE_SHELF = "fine_tune-off_the_shelf"
+MULTI_MINUS_SINGLE = "multitask-single_task"
 
 
 @dataclass
@@ -170,11 +182,13 @@ def _pivot(runs: pd.DataFrame, metric: str, columns: list[tuple[str, str]]) -> C
 def _with_paper_columns(
     present: set[tuple[str, str]], modes: list[str], kinds: tuple[str, ...]
 ) -> set[tuple[str, str]]:
-    """``present`` plus a plain (mode, kind) column where no column of that kind exists yet."""
+    """``present`` plus a plain (mode, kind) column where no single-task column of that kind
+    exists yet (a multi-task column does not stand in for the paper's single-task one)."""
+    single = {(m, i) for m, i in present if not split_multitask(i)[1]}
     out = set(present)
     for mode in modes:
         for kind in kinds:
-            if not any(m == mode and init_of_label(i) == kind for m, i in present):
+            if not any(m == mode and init_of_label(i) == kind for m, i in single):
                 out.add((mode, kind))
     return out
 
@@ -237,29 +251,39 @@ def best_mask(table: CellTable, higher_is_better: bool = True) -> pd.DataFrame:
     return mask
 
 
-def column_labels(table: CellTable, latex: bool = False, show_init: bool = False) -> list[str]:
+def column_labels(
+    table: CellTable, latex: bool = False, show_init: bool = False, single_task: bool = False
+) -> list[str]:
     """One header per column: the mode, plus the init where it is not plain ImageNet (θ).
 
     ``show_init`` names θ too (Table 3, where θ and θ̂ stand side by side). A column that tells
-    weight files apart names the file: ``Fine-tuning (file a.safetensors)``.
+    weight files apart names the file: ``Fine-tuning (file a.safetensors)``; a multi-task one
+    its tasks: ``Fine-tuning, multi-task (a+b)``. ``single_task`` marks the others
+    ``, single-task`` (the multi-task table, where both kinds stand side by side).
     """
     out = []
     for mode, init in table.columns:
+        base, tasks = split_multitask(init)
         label = mode_text(mode)
-        kind, detail = init_of_label(init), init_detail(init)
+        kind, detail = init_of_label(base), init_detail(base)
         if latex:
             label = latex_escape(label)
         plain = (kind == INIT_IMAGENET or (mode == "scratch" and kind == INIT_NONE)) and not detail
         if show_init or not plain:
-            label += f" ({_init_latex(init) if latex else init_text(init)})"
+            label += f" ({_init_latex(base) if latex else init_text(base)})"
+        if tasks or single_task:
+            task_text = multitask_text(tasks) or "single-task"
+            label += f", {latex_escape(task_text) if latex else task_text}"
         out.append(label)
     return out
 
 
 def _init_latex(label: str) -> str:
-    kind, detail = init_of_label(label), init_detail(label)
+    base, tasks = split_multitask(label)
+    kind, detail = init_of_label(base), init_detail(base)
     name = INIT_LATEX.get(kind, latex_escape(kind))
-    return f"{name} {latex_escape(detail)}" if detail else name
+    text = f"{name} {latex_escape(detail)}" if detail else name
+    return f"{text}, {latex_escape(multitask_text(tasks))}" if tasks else text
 
 
 def _isnan(value: object) -> bool:
@@ -330,12 +354,14 @@ def display_rows(
     show_init: bool = False,
     bold: Callable[[str], str] = "**{}**".format,
     escape: Callable[[str], str] = str,
+    single_task: bool = False,
 ) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of strings: row labels once per block, best per challenge through ``bold``.
 
     Shared by the Markdown file and the terminal table so both show the same cells.
     """
-    header = [ROW_LABELS[n] for n in table.index.names] + column_labels(table, False, show_init)
+    labels = column_labels(table, False, show_init, single_task)
+    header = [ROW_LABELS[n] for n in table.index.names] + labels
     cells = _cells(table, decimals, higher_is_better, bold, PLUS_MINUS)
     labels = [[escape(x) for x in row] for row in _sparse_rows(table.index)]
     return [escape(h) for h in header], [a + b for a, b in zip(labels, cells, strict=True)]
@@ -437,6 +463,114 @@ def rich_rows(
     )
 
 
+# Multi-task versus single-task -----------------------------------------------------------------
+
+TIME_LABEL = "Total training time"
+TIME_LABEL_CSV = "total training time (s)"  # the CSV's last row: seconds in the mean columns
+
+
+def multitask_table(runs: pd.DataFrame, metric: str = "test_top1") -> CellTable:
+    """Each task of a multi-task run beside the single-task runs of that task.
+
+    Rows: the (dataset, task, backbone) that some multi-task run trained; columns: for each
+    (mode, init) with a multi-task run, the single-task column (empty if not run) and the
+    multi-task one(s), so a row reads what sharing one network cost or gained on that task.
+    Empty (no rows) when no run trained several tasks.
+    """
+    check_metric(runs, metric)
+    runs = ensure_labels(runs)
+    together = multitask_rows(runs)
+    if not together.any():
+        return _pivot(runs.iloc[:0], metric, [])
+    shared = runs[together]
+    pairs = zip(shared["mode"], shared["init_label"], strict=True)
+    compared = {(m, split_multitask(i)[0]) for m, i in pairs}
+    keys = ["dataset_label", "challenge", "backbone"]
+    trained = set(shared[keys].itertuples(index=False, name=None))
+    runs = runs[[k in trained for k in runs[keys].itertuples(index=False, name=None)]]
+    present = set(zip(runs["mode"], runs["init_label"], strict=True)) | compared
+    columns = sorted(
+        ((m, i) for m, i in present if (m, split_multitask(i)[0]) in compared),
+        key=lambda c: (_mode_rank(c[0]), _init_rank(split_multitask(c[1])[0]), c[1]),
+    )
+    return _pivot(runs, metric, columns)
+
+
+def training_time(runs: pd.DataFrame, table: CellTable) -> pd.DataFrame:
+    """Total ``wall_seconds`` (``seconds``) and number of ``runs`` behind each column of ``table``.
+
+    What each column cost: a multi-task run has one row per task but trained once, so it counts
+    once; a single-task column counts a run per task and seed. Index: the table's columns.
+    """
+    runs = ensure_labels(runs)
+    rows = set(table.index)
+    labels = zip(runs["dataset_label"], runs["challenge"], runs["backbone_label"], strict=True)
+    runs = runs[[label in rows for label in labels]]
+    key = next((c for c in ("results_path", "run_dir") if c in runs), None)
+    seconds, counts = [], []
+    for mode, init in table.columns:
+        part = runs[(runs["mode"] == mode) & (runs["init_label"] == init)]
+        part = part.drop_duplicates(key) if key else part
+        wall = pd.to_numeric(part["wall_seconds"], errors="coerce")
+        seconds.append(float(wall.sum()) if wall.notna().any() else np.nan)
+        counts.append(len(part))
+    return pd.DataFrame({"seconds": seconds, "runs": counts}, index=table.columns)
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``12.5 min``, ``3.20 h``: a training time readable at a glance."""
+    if _isnan(seconds):
+        return ""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.2f} h"
+
+
+def multitask_display_rows(
+    table: CellTable,
+    time: pd.DataFrame,
+    decimals: int = 2,
+    higher_is_better: bool = True,
+    bold: Callable[[str], str] = "**{}**".format,
+    escape: Callable[[str], str] = str,
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the multi-task table, a last row with each column's training time."""
+    header, rows = display_rows(
+        table, decimals, higher_is_better, False, bold, escape, single_task=True
+    )
+    cost = [
+        f"{duration_text(s)} ({n} run{'' if n == 1 else 's'})" if n else ""
+        for s, n in zip(time["seconds"], time["runs"], strict=True)
+    ]
+    rows.append([escape(TIME_LABEL)] + [""] * (table.index.nlevels - 1) + cost)
+    return header, rows
+
+
+def multitask_markdown(
+    table: CellTable, time: pd.DataFrame, decimals: int = 2, higher_is_better: bool = True
+) -> str:
+    """The multi-task table as a pipe table, like ``to_markdown`` plus the training-time row."""
+    if table.empty:
+        return "_no multi-task runs_\n"
+    header, rows = multitask_display_rows(table, time, decimals, higher_is_better)
+    return _pipe_table(header, rows, table.index.nlevels)
+
+
+def multitask_csv_frame(table: CellTable, time: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """``to_csv_frame`` plus a last row ``total training time (s)``: seconds, runs in ``_n``."""
+    out = to_csv_frame(table, decimals)
+    last = {name: "" for name in table.index.names}
+    last[table.index.names[0]] = TIME_LABEL_CSV
+    for column, seconds, count in zip(table.columns, time["seconds"], time["runs"], strict=True):
+        name = "/".join(column)
+        last.update({name: round(seconds, 1), f"{name}_std": np.nan, f"{name}_n": count})
+    tail = pd.DataFrame([last], columns=out.columns)
+    for name in out.columns:
+        if name.endswith("_n"):
+            tail[name] = tail[name].astype("Int64")
+    return pd.concat([out, tail], ignore_index=True)
+
+
 # Paired differences -----------------------------------------------------------------------------
 
 
@@ -484,14 +618,21 @@ def _pair(
     }
 
 
+def _same_tasks(a: str, b: str) -> bool:
+    """Both single-task, or both multi-task on the same tasks: only those two are paired."""
+    return split_multitask(a)[1] == split_multitask(b)[1]
+
+
 def differences(runs: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
     """Paired differences per row, in percentage points (raw units for a loss).
 
-    For each row and mode with θ and θ̂ runs: θ̂ − θ; for each row and init with off-the-shelf
-    and fine-tuning runs: fine-tuning − off-the-shelf. Runs are paired by their ``seed`` value
-    (the runs of one seed in one cell averaged first); seeds on one side only are listed in
-    ``unpaired`` and never paired. Columns ``DIFFERENCE_COLUMNS``; ``n`` = 0 when no seed pairs
-    (``mean`` NaN). ``mean``/``std`` (ddof=1, NaN for n < 2) are over the paired seeds.
+    For each row and mode with θ and θ̂ runs: θ̂ − θ; for each row, mode and init with
+    multi-task and single-task runs scored on the same store's test images: multi-task −
+    single-task; for each row and init with off-the-shelf and fine-tuning runs: fine-tuning −
+    off-the-shelf (a multi-task column only with one of the same tasks). Runs are paired by ``seed`` (the runs of one seed in one cell averaged first);
+    seeds on one side only are listed in ``unpaired`` and never paired. Columns
+    ``DIFFERENCE_COLUMNS``; ``n`` = 0 when no seed pairs (``mean`` NaN). ``mean``/``std``
+    (ddof=1, NaN for n < 2) are over the paired seeds.
     """
     check_metric(runs, metric)
     runs = ensure_labels(runs)
@@ -499,36 +640,7 @@ def differences(runs: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
     rows = []
     for (dataset, challenge, backbone), part in runs.groupby(list(ROW_LABEL_COLUMNS), sort=True):
         cells = {key: cell for key, cell in part.groupby(["mode", "init_label"], sort=True)}
-        comparisons = []
-        for mode in sorted({m for m, _ in cells}, key=_mode_rank):
-            inits = sorted((i for m, i in cells if m == mode), key=_init_rank)
-            thetas = [i for i in inits if init_of_label(i) == INIT_IMAGENET]
-            hats = [i for i in inits if init_of_label(i) == INIT_ARTTL]
-            for theta in thetas:
-                for hat in hats:
-                    comparisons.append(
-                        (
-                            THETA_HAT_MINUS_THETA,
-                            f"{mode_text(mode)}: {init_text(hat)} − {init_text(theta)}",
-                            (mode, hat),
-                            (mode, theta),
-                            (init_text(hat), init_text(theta)),
-                        )
-                    )
-        shared = {i for m, i in cells if m == "fine_tune"} & {
-            i for m, i in cells if m == "off_the_shelf"
-        }
-        for init in sorted(shared, key=_init_rank):
-            comparisons.append(
-                (
-                    FINE_TUNE_MINUS_OFF_THE_SHELF,
-                    f"{init_text(init)}: {mode_text('fine_tune')} − {mode_text('off_the_shelf')}",
-                    ("fine_tune", init),
-                    ("off_the_shelf", init),
-                    (mode_text("fine_tune"), mode_text("off_the_shelf")),
-                )
-            )
-        for kind, text, hi, lo, names in comparisons:
+        for kind, text, hi, lo, names in _comparisons(cells):
             pair = _pair(
                 _by_seed(cells[hi], metric, scale), _by_seed(cells[lo], metric, scale), *names
             )
@@ -547,6 +659,59 @@ def differences(runs: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
     frame["n"] = frame["n"].astype(int)
     return frame
+
+
+Comparison = tuple[str, str, tuple[str, str], tuple[str, str], tuple[str, str]]
+
+
+def _same_test_images(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Two cells scored on the same images (one store's content): only then does a per-seed
+    difference compare networks rather than test sets (a multi-task store's ``tasks=[t]`` runs)."""
+    if "store_content_hash" not in a or "store_content_hash" not in b:
+        return False
+    both = pd.concat([a["store_content_hash"], b["store_content_hash"]])
+    return bool(both.notna().all()) and both.nunique() == 1
+
+
+def _comparisons(cells: dict[tuple[str, str], pd.DataFrame]) -> list[Comparison]:
+    """(kind, text, minuend cell, subtrahend cell, their names) of one row's paired differences:
+    θ̂ − θ per mode, multi-task − single-task per mode and init (on the same test images), then
+    fine-tuning − off-the-shelf per init."""
+    out: list[Comparison] = []
+    for mode in sorted({m for m, _ in cells}, key=_mode_rank):
+        inits = sorted((i for m, i in cells if m == mode), key=_init_rank)
+        thetas = [i for i in inits if init_of_label(i) == INIT_IMAGENET]
+        hats = [i for i in inits if init_of_label(i) == INIT_ARTTL]
+        for theta in thetas:
+            for hat in (h for h in hats if _same_tasks(h, theta)):
+                text = f"{mode_text(mode)}: {init_text(hat)} − {init_text(theta)}"
+                names = (init_text(hat), init_text(theta))
+                out.append((THETA_HAT_MINUS_THETA, text, (mode, hat), (mode, theta), names))
+    for mode, label in sorted(cells, key=lambda c: (_mode_rank(c[0]), _init_rank(c[1]))):
+        base, tasks = split_multitask(label)
+        if (
+            tasks
+            and (mode, base) in cells
+            and _same_test_images(cells[mode, label], cells[mode, base])
+        ):
+            text = f"{mode_text(mode)}, {init_text(base)}: {multitask_text(tasks)} − single-task"
+            names = (multitask_text(tasks), "single-task")
+            out.append((MULTI_MINUS_SINGLE, text, (mode, label), (mode, base), names))
+    tuned = {i for m, i in cells if m == "fine_tune"}
+    shared = tuned & {i for m, i in cells if m == "off_the_shelf"}
+    for init in sorted(shared, key=_init_rank):
+        text = f"{init_text(init)}: {mode_text('fine_tune')} − {mode_text('off_the_shelf')}"
+        names = (mode_text("fine_tune"), mode_text("off_the_shelf"))
+        out.append(
+            (
+                FINE_TUNE_MINUS_OFF_THE_SHELF,
+                text,
+                ("fine_tune", init),
+                ("off_the_shelf", init),
+                names,
+            )
+        )
+    return out
 
 
 def differences_rows(
