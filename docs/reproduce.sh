@@ -2,7 +2,7 @@
 # `make reproduce`: the real-art study of docs/results.md, from ../shared/data, with arttl commands only.
 # Resumable: every run is a multirun job in a fixed folder with resume=true, so a finished run is
 # skipped and an interrupted one continues from its last.ckpt. Re-run this script after a stop.
-#   BUDGET=cpu (default, ~1.5 h on 2 cores) | gpu (every image, 224 px: the paper's scale; give it
+#   BUDGET=cpu (default, ~2 h on 2 cores) | gpu (every image, 224 px: the paper's scale; give it
 #   its own OUT and DOCS, e.g. OUT=outputs/study_gpu DOCS=docs/results_gpu)
 #   SEEDS=1,2,3  DATA=../shared/data  OUT=outputs/study  DOCS=docs/results  PY=.venv/bin/python
 set -euo pipefail
@@ -43,7 +43,7 @@ train() {  # train <preset> <overrides...>: one sweep, one folder per mode and s
   local preset=$1; shift
   "$PY" -m arttl.train -m "+experiment=$preset" "budget=$BUDGET" \
     "dataset.root=$DATA/$(root_of "$preset")" \
-    "hydra.sweep.dir=$OUT/$preset" 'hydra.sweep.subdir=${mode.name}-seed${seed}' \
+    "hydra.sweep.dir=${SWEEP_DIR:-$OUT/$preset}" 'hydra.sweep.subdir=${mode.name}-seed${seed}' \
     resume=true save_stable_checkpoint=false "$@"
 }
 root_of() {
@@ -79,12 +79,23 @@ step "study_objects from Met grid" train study_objects_from_met "${SGD[@]}" "see
 step "study_objects from Met off-the-shelf" train study_objects_from_met mode=off_the_shelf \
   "seed=$SEEDS" "backbone.weights=$THETA_HAT_MET"
 
+# 3b. Multi-task (the paper's future work): one network for the type, material and period of every
+# museum's objects, and one network per task on the same store, split and test images (tasks=[...]).
+for tasks in all type material period; do
+  only=(); [ "$tasks" = all ] || only=("tasks=[$tasks]")
+  SWEEP_DIR="$OUT/study_multitask/$tasks" step "multi-task study tasks=$tasks fine-tune" train \
+    study_multitask mode=fine_tune "mode.optimizer.lr=$LR" "seed=$SEEDS" "${only[@]}"
+  SWEEP_DIR="$OUT/study_multitask/$tasks" step "multi-task study tasks=$tasks off-the-shelf" train \
+    study_multitask mode=off_the_shelf "seed=$SEEDS" "${only[@]}"
+done
+
 # 4. Tables and learning curves, written by arttl.report (the page includes these files).
 report() { local out=$1; shift; rm -rf "${DOCS:?}/$out"; "$PY" -m arttl.report "$@" "out_dir=$DOCS/$out"; }
 step "report WikiArt" report wikiart "$OUT/study_wikiart"
 step "report objects" report objects "$OUT/study_objects" "$OUT/study_objects_from_wikiart" "$OUT/study_objects_from_met"
 step "report AHE" report ahe "$OUT/study_ahe" "$OUT/study_ahe_from_wikiart"
 step "report museum source" report met "$OUT/study_met"
+step "report multi-task" report multitask "$OUT/study_multitask"
 
 # 5. Where θ and θ̂ look: paintings (θ̂ WikiArt-tuned) and objects (θ̂ Met-tuned), test images.
 saliency() {
@@ -103,11 +114,13 @@ step "saliency objects" saliency saliency_objects "$THETA_HAT_MET" \
   "$(test_image study_objects Statuary)" "$(test_image study_objects Pottery)" \
   "$(test_image study_objects Jewellery)"
 
-# 6. One run per collection recomputed without arttl's data or metric code (h5py, timm, numpy).
+# 6. One run per collection recomputed without arttl's data or metric code (h5py, timm, numpy);
+# a multi-task run task by task.
 step "spot check" "$PY" docs/spot_check.py --csv "$DOCS/spot_check.csv" \
   "$OUT/study_wikiart/fine_tune-seed2" "$OUT/study_objects/off_the_shelf-seed1" \
   "$OUT/study_objects_from_wikiart/partial-seed1" "$OUT/study_objects_from_met/fine_tune-seed3" \
-  "$OUT/study_ahe/gradual-seed2" "$OUT/study_ahe_from_wikiart/fine_tune-seed1"
+  "$OUT/study_ahe/gradual-seed2" "$OUT/study_ahe_from_wikiart/fine_tune-seed1" \
+  "$OUT/study_multitask/all/fine_tune-seed2" "$OUT/study_multitask/material/off_the_shelf-seed1"
 
 # 7. The page: docs/results.md with every included file's current content.
 cp "$TIMES" "$DOCS/durations.csv"

@@ -68,8 +68,13 @@ def test_the_results_page_shows_the_files_arttl_wrote_not_copied_numbers():
     assert done.returncode == 0, done.stderr
     text = PAGE.read_text(encoding="utf-8")
     included = [m.group(1) for m in INCLUDE.finditer(text)]
-    for report in ("wikiart", "objects", "ahe", "met"):
+    for report in ("wikiart", "objects", "ahe", "met", "multitask"):
         assert f"results/{report}/report.md" in included
+    # multi-task against a network per field, paired on the same test images
+    diffs = pd.read_csv(REPO / "docs" / "results" / "multitask" / "differences.csv")
+    paired = diffs[diffs["kind"] == "multitask-single_task"]
+    assert set(paired["challenge"]) == {"type", "material", "period"} and (paired["n"] == 3).all()
+    assert "Total training time" in (REPO / "docs/results/multitask/multitask.md").read_text()
     for figure in ("saliency_paintings", "saliency_objects"):
         assert f"results/{figure}/agreement_visual_backprop.csv" in included
         assert f"results/{figure}/saliency_visual_backprop.png" in text
@@ -77,6 +82,7 @@ def test_the_results_page_shows_the_files_arttl_wrote_not_copied_numbers():
     assert "results/durations.csv" in included and "results/spot_check.csv" in included
     checks = pd.read_csv(REPO / "docs" / "results" / "spot_check.csv")
     assert len(checks) >= 4  # an independent recomputation agrees with every checked cell
+    assert {"type", "material", "period"} <= set(checks["task"].dropna())  # a multi-task run
     assert (checks["recomputed_top1"] - checks["results_json_top1"]).abs().max() < 1e-3
     # Every table row outside the included files is the paper's own (quoted, not measured).
     outside = INCLUDE.sub("", text)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from arttl.data import features as features_mod
+from arttl.data.tasks import challenge_name
 from arttl.errors import ConfigError
 from arttl.models.classifier import ArtClassifier
 from arttl.models.transfer import layer_groups
@@ -20,6 +21,7 @@ from arttl.training.run import build_model, run_training
 from tests.fixtures.raw_datasets import (
     make_antwerp,
     make_imagefolder,
+    make_multitask_metadata,
     make_museum_metadata,
     make_pandora,
     make_rijks_csv,
@@ -87,6 +89,9 @@ EXPERIMENTS = {
     "study_objects": lambda t: make_museum_metadata(t),
     "study_objects_from_wikiart": lambda t: make_museum_metadata(t),
     "study_objects_from_met": lambda t: make_museum_metadata(t),
+    "rijks_multitask": lambda t: make_rijks_csv(t, challenge="material"),
+    "egypt_multitask": lambda t: make_multitask_metadata(t, n_per_class=30),
+    "study_multitask": lambda t: make_multitask_metadata(t, n_per_class=30),
 }
 
 
@@ -117,7 +122,9 @@ def test_every_experiment_fast_dev_run(tmp_path, experiment):
         assert cfg.dataset.root == str(REPO / "data" / "demo" / demo)
     record = run_training(cfg, cfg.run_dir)
     assert record["experiment"] == experiment
-    assert record["challenge"] == cfg.dataset.challenge
+    assert record["challenge"] == challenge_name(cfg.dataset.challenge)
+    if "multitask" in experiment:  # one network, one head per task of the preset
+        assert list(record["tasks"]) == list(cfg.dataset.challenge)
     assert record["val"]["loss"] is not None
     if experiment.startswith("study_"):  # the study's CPU budget and its own store
         assert cfg.backbone.image_size == (64 if "ahe" in experiment else 128)
