@@ -38,6 +38,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,8 @@ def read_hf(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
     folder = cache / _dataset_key(kind, location, subset, revision)
     drop = frozenset(str(d) for d in drop)
-    rows = _read_splits(datasets, chosen, folder, challenge, image_column, group_column, drop)
+    columns = _Columns(challenge, image_column, group_column, drop)
+    rows = _read_splits(datasets, chosen, folder, columns)
     paths, counts = rows["paths"], rows["counts"]
     if not paths:
         raise ConfigError(
@@ -152,14 +154,18 @@ def _check_val_fraction(val_fraction: object) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Which columns of a dataset split hold the label, the image and the group; labels dropped."""
+
+    challenge: str
+    image: str
+    group: str | None
+    drop: frozenset[str]
+
+
 def _read_splits(
-    datasets: Any,
-    chosen: list[tuple[str, str, Any]],
-    folder: Path,
-    challenge: str,
-    image_column: str,
-    group_column: str | None,
-    drop: frozenset[str],
+    datasets: Any, chosen: list[tuple[str, str, Any]], folder: Path, columns: _Columns
 ) -> dict[str, Any]:
     """Every chosen split's rows, in order: paths, labels, groups, store splits, the counts of
     rows not used, and each dataset split's fingerprint."""
@@ -167,9 +173,7 @@ def _read_splits(
     out.update(counts=Counter(), fingerprints={})
     for name, store_split, ds in chosen:
         out["fingerprints"][name] = getattr(ds, "_fingerprint", None)
-        rows = _materialise(
-            datasets, ds, folder / _safe(name), challenge, image_column, group_column, drop
-        )
+        rows = _materialise(datasets, ds, folder / _safe(name), columns)
         out["counts"].update(rows["counts"])
         out["paths"] += rows["paths"]
         out["labels"] += rows["labels"]
@@ -480,16 +484,9 @@ def _converter(datasets: Any, feature: Any, drop: frozenset[str]) -> Callable[[A
     return from_value
 
 
-def _materialise(
-    datasets: Any,
-    ds: Any,
-    folder: Path,
-    challenge: str,
-    image_column: str,
-    group_column: str | None,
-    drop: frozenset[str],
-) -> dict[str, Any]:
+def _materialise(datasets: Any, ds: Any, folder: Path, cols: _Columns) -> dict[str, Any]:
     """Write each row's image bytes to ``folder/<row>.<ext>`` (only when changed); the rows."""
+    challenge, image_column, group_column, drop = cols.challenge, cols.image, cols.group, cols.drop
     if isinstance(ds.features[image_column], datasets.Image):
         ds = ds.cast_column(image_column, datasets.Image(decode=False))
     label_of = _converter(datasets, ds.features[challenge], drop)
