@@ -257,3 +257,19 @@ def test_train_prints_every_task_and_their_mean(mt: MultiTaskRun, capsys) -> Non
         assert f"{mt.record['tasks'][task]['test']['top1']:.4f}" in row
     mean = next(line for line in lines if "mean over tasks" in line and " test " in line)
     assert f"{mt.record['test']['top1']:.4f}" in mean
+
+
+@pytest.mark.parametrize("mode", ["partial", "gradual", "scratch"])
+def test_every_other_transfer_mode_trains_one_head_per_task(
+    mt: MultiTaskRun, tmp_path: Path, mode: str
+) -> None:
+    extra = ["mode.unfreeze_at_epoch=1", "trainer.max_epochs=2"] if mode == "gradual" else []
+    cfg = mt.compose(
+        f"mode={mode}", *extra, f"run_dir={tmp_path}/run", "save_stable_checkpoint=false"
+    )
+    record = run_training(cfg, cfg.run_dir)
+    assert list(record["tasks"]) == TASKS and record["mode"] == mode
+    for task in TASKS:
+        assert record["tasks"][task]["val"]["loss"] is not None
+    losses = [record["tasks"][t]["val"]["loss"] for t in TASKS]
+    assert record["val"]["loss"] == pytest.approx(sum(losses) / len(losses), abs=1e-5)
