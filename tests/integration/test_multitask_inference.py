@@ -137,8 +137,18 @@ def test_evaluate_writes_a_folder_per_task_with_its_own_metrics(
     capsys: pytest.CaptureFixture,
 ) -> None:
     out = tmp_path / "eval"
+    import matplotlib.axes
+
+    titles: list[str] = []  # each task's figures name their task
+    real_title = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_title",
+        lambda self, text, *a, **k: titles.append(text) or real_title(self, text, *a, **k),
+    )  # fmt: skip
     _cli(monkeypatch, evaluate_cli, tmp_path, f"ckpt={mt['ckpt']}", f"out_dir={out}", "mistakes=4")
     shown = capsys.readouterr().out
+    for task in TASKS:
+        assert f"Confusion matrix — {task}, rows normalised" in titles
     assert "type" in shown and "material" in shown and "mean" in shown
     summary = json.loads((out / "metrics.json").read_text())
     expected = compute_task_metrics(reference["logits"], reference["labels"], TASKS)
@@ -298,6 +308,8 @@ def test_saliency_explains_the_chosen_task_and_names_it(
     assert saved["probabilities"][0, 0] == pytest.approx(float(probs.max()), abs=1e-5)
     # default: a multi-task checkpoint's first task
     assert load_models([str(mt["ckpt"])])[0].task == "type"
+    # the figure's model names say what each network learnt
+    assert explained.name.endswith(f"multi-task: {', '.join(TASKS)}")
 
 
 def test_saliency_task_errors_name_the_checkpoints_tasks(mt: dict[str, Path]) -> None:

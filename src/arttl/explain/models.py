@@ -130,7 +130,18 @@ TUNING_MODES = ("fine_tune", "partial", "gradual")  # modes that change the back
 def describe_checkpoint(hparams: dict[str, Any], provenance: dict[str, Any] | None = None) -> str:
     """A model's name from an arttl checkpoint's hyper-parameters: where its weights started
     (θ ImageNet, θ̂ tuned on another collection, from scratch, a weights file), the backbone,
-    the transfer mode and the collection it was trained on."""
+    the transfer mode, the collection it was trained on and, for a network of a multi-task
+    store, the tasks it learnt (``· multi-task: type, material`` or ``· one task: material``)."""
+    tasks = list(hparams.get("tasks") or {})
+    learnt = ""
+    if tasks:
+        learnt = (
+            f" · multi-task: {', '.join(tasks)}" if len(tasks) > 1 else f" · one task: {tasks[0]}"
+        )
+    return _describe_weights(hparams, provenance) + learnt
+
+
+def _describe_weights(hparams: dict[str, Any], provenance: dict[str, Any] | None) -> str:
     backbone = str(hparams.get("backbone") or "?")
     mode = str(hparams.get("mode") or "")
     weights = hparams.get("weights")

@@ -228,7 +228,11 @@ def confusion_counts(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 
 def plot_confusion(
-    counts: np.ndarray, class_names: list[str], path: str | Path, top_n: int = 30
+    counts: np.ndarray,
+    class_names: list[str],
+    path: str | Path,
+    top_n: int = 30,
+    task: str | None = None,
 ) -> list[str]:
     """Row-normalised confusion PNG; with more than ``top_n`` classes, the ``top_n`` most frequent.
 
@@ -254,7 +258,7 @@ def plot_confusion(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     subset = f" ({n} most frequent of {len(class_names)} classes)" if n < len(class_names) else ""
-    ax.set_title("Confusion matrix, rows normalised" + subset)
+    ax.set_title("Confusion matrix" + (f" — {task}" if task else "") + ", rows normalised" + subset)
     if n <= 20:
         for i in range(n):
             for j in range(n):
@@ -307,8 +311,10 @@ def plot_mistakes(
     labels: torch.Tensor,
     class_names: list[str],
     path: str | Path,
+    task: str | None = None,
 ) -> None:
-    """A grid of the stored images, titled true / predicted (probability)."""
+    """A grid of the stored images, titled true / predicted (probability); a multi-task
+    network's figure names its task."""
     cols = min(4, len(indices))
     rows = math.ceil(len(indices) / cols)
     fig = Figure(figsize=(3.2 * cols, 3.7 * rows), layout="constrained")
@@ -323,7 +329,7 @@ def plot_mistakes(
             f"pred: {_short(class_names[int(pred)], 22)} ({float(p):.0%})",
             fontsize=9,
         )
-    fig.suptitle("Most confident mistakes")
+    fig.suptitle("Most confident mistakes" + (f" — {task}" if task else ""))
     _save(fig, path)
 
 
@@ -548,11 +554,11 @@ def _write_folder(
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=name == "confusion_matrix.csv", float_format=fmt)
         ev.files.append(out / name)
-    shown = plot_confusion(counts, names, out / "confusion_matrix.png", figures[0])
+    shown = plot_confusion(counts, names, out / "confusion_matrix.png", figures[0], task)
     ev.files.append(out / "confusion_matrix.png")
     wrong = confident_mistakes(probs, labels, figures[1])
     if wrong:
-        plot_mistakes(images, wrong, probs, labels, names, out / "mistakes.png")
+        plot_mistakes(images, wrong, probs, labels, names, out / "mistakes.png", task)
         ev.files.append(out / "mistakes.png")
     else:
         (out / "mistakes.png").unlink(missing_ok=True)  # from an earlier evaluation here
