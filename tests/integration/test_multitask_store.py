@@ -196,3 +196,13 @@ def test_rijksmuseum_material_type_artist_in_one_store(tmp_path):
     assert labels.shape[1] == 3 and (labels[:, :2] >= 0).all()
     assert (labels[:, 2] < 0).sum() == 3 * 2
     assert summary["tasks"]["artist"]["classes"] == 3
+
+
+def test_gpu_decode_batches_keep_one_label_per_task(store):
+    """data.gpu_decode reads JPEG bytes and collates them itself: labels stay (batch, tasks)."""
+    from arttl.data.transforms import collate_encoded
+
+    ds = H5ImageDataset(split_file(store, "train"), encoded=True)
+    encoded, labels = collate_encoded([ds[i] for i in range(4)])
+    assert len(encoded) == 4 and labels.shape == (4, 3) and labels.dtype.is_signed
+    assert labels.tolist() == ds.labels[:4].tolist()

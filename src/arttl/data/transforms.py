@@ -39,10 +39,12 @@ def build_transform(
 
 
 def collate_encoded(
-    items: list[tuple[torch.Tensor, int]],
+    items: list[tuple[torch.Tensor, int | torch.Tensor]],
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Keep JPEG byte tensors as a list (they differ in length) for one batched GPU decode."""
-    return [x for x, _ in items], torch.tensor([y for _, y in items], dtype=torch.int64)
+    """Keep JPEG byte tensors as a list (they differ in length) for one batched GPU decode;
+    labels stack to (batch,) or, one entry per task, (batch, tasks)."""
+    labels = [torch.as_tensor(y, dtype=torch.int64) for _, y in items]
+    return [x for x, _ in items], torch.stack(labels)
 
 
 class GpuDecode:
