@@ -284,3 +284,21 @@ def test_group_split_without_groups_is_a_clear_error(tmp_path):
     settings = StoreSettings(shorter_side=None, split_by="group")
     with pytest.raises(ConfigError, match=r"dataset 'imagefolder' \(root .*\): .*group_regex"):
         prepare(ds, tmp_path / "store", settings=settings)
+
+
+def _prepare_in_process(args: tuple) -> bool:
+    ds, store = args
+    return bool(prepare(ds, store)["reused"])
+
+
+def test_parallel_jobs_building_one_store_wait_and_reuse_it(tmp_path):
+    """A parallel sweep (submitit local, joblib) starts several jobs that need the same store:
+    one builds it, the others wait for it and reuse it; none fails renaming over it."""
+    import multiprocessing as mp
+
+    ds = make_imagefolder(tmp_path / "raw", n_per_class=8)
+    store = tmp_path / "store"
+    with mp.get_context("fork").Pool(3) as pool:
+        reused = pool.map(_prepare_in_process, [(ds, store)] * 3)
+    assert sorted(reused) == [False, True, True]
+    assert store_is_current(store, read_attrs(split_file(store, "train"))["config_hash"])

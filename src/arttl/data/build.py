@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing as mp
 import os
 from dataclasses import asdict, dataclass
@@ -13,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 from PIL import Image, ImageOps
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -38,6 +40,8 @@ from arttl.data.tasks import (
     task_list,
 )
 from arttl.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -398,9 +402,31 @@ def build_store(
     An existing store is reused only when its provenance matches: the same source (dataset,
     challenge, root, reader options), the same settings, and the same files on disk (paths,
     sizes, mtimes, labels). Otherwise it is rebuilt, saying why; a store of another source is
-    refused unless ``force``.
+    refused unless ``force``. One process at a time: the jobs of a parallel sweep that need
+    the same store wait for the first to build it, then reuse it.
     """
     store_dir = Path(store_dir)
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(store_dir.with_name(f".{store_dir.name}.lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info(f"waiting for another process that is preparing {store_dir}")
+        lock.acquire()
+    try:
+        return _build_or_reuse(table, store_dir, identity, settings, num_workers, force)
+    finally:
+        lock.release()
+
+
+def _build_or_reuse(
+    table: pd.DataFrame,
+    store_dir: Path,
+    identity: dict[str, Any],
+    settings: StoreSettings,
+    num_workers: int,
+    force: bool,
+) -> dict[str, Any]:
     key = StoreKey.of(table, identity, settings)
     reusable, reason = _reuse_or_reason(store_dir, key, settings, force)
     if reusable is not None:
