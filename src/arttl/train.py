@@ -59,10 +59,11 @@ def print_outputs(record: dict, run_dir: str | Path) -> None:
 
 
 def check_name(name: object) -> None:
-    """``name`` becomes a folder under outputs/, multirun/ and checkpoints/: one plain word."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+    """``name`` becomes a folder under outputs/, multirun/ and checkpoints/: one plain word
+    (``+`` joins the tasks of a multi-task default name, ``egypt_type+material__...``)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", str(name)):
         raise ConfigError(
-            f"name={name!r} must be one folder name (letters, digits, . _ -), e.g. name=my_study."
+            f"name={name!r} must be one folder name (letters, digits, . _ - +), e.g. name=my_study."
         )
 
 

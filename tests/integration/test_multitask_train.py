@@ -273,3 +273,11 @@ def test_every_other_transfer_mode_trains_one_head_per_task(
         assert record["tasks"][task]["val"]["loss"] is not None
     losses = [record["tasks"][t]["val"]["loss"] for t in TASKS]
     assert record["val"]["loss"] == pytest.approx(sum(losses) / len(losses), abs=1e-5)
+
+
+def test_the_default_name_of_a_multi_task_run_is_a_valid_folder_name(mt: MultiTaskRun) -> None:
+    from arttl.train import check_name
+
+    name = mt.compose().name
+    assert name.startswith("egypt_type+material+period__")
+    check_name(name)  # `python -m arttl.train dataset.challenge=[...]` without name= runs
