@@ -281,3 +281,15 @@ def test_the_default_name_of_a_multi_task_run_is_a_valid_folder_name(mt: MultiTa
     name = mt.compose().name
     assert name.startswith("egypt_type+material+period__")
     check_name(name)  # `python -m arttl.train dataset.challenge=[...]` without name= runs
+
+
+def test_resume_never_takes_a_run_of_other_tasks_for_this_one(mt: MultiTaskRun) -> None:
+    """resume=true looks for earlier runs of the same experiment/backbone/mode beside this one:
+    a tasks=[material] run must not continue (or be skipped as) the finished all-tasks run."""
+    from arttl.training.run import resume_plan
+
+    same = mt.compose("resume=true", f"run_dir={mt.root}/again")
+    assert resume_plan(same, Path(same.run_dir)).finished  # the all-tasks run is found
+    subset = mt.compose("resume=true", "tasks=[material]", f"run_dir={mt.root}/material")
+    plan = resume_plan(subset, Path(subset.run_dir))
+    assert not plan.finished and plan.ckpt_path is None  # a fresh run of its own

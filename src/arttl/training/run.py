@@ -219,6 +219,8 @@ def _search_siblings() -> bool:
 def resume_plan(cfg: DictConfig, run_dir: Path) -> ResumePlan:
     """Where this run continues from (``resume`` / ``ckpt_path``); see arttl.training.checkpointing."""
     identity = {"experiment": cfg.experiment, "backbone": cfg.backbone.name, "mode": cfg.mode.name}
+    # and the same tasks: an earlier tasks=[material] run is not the all-tasks run's sibling
+    identity["challenge"] = challenge_name(list(cfg.get("tasks") or []) or cfg.dataset.challenge)
     return plan_resume(
         run_dir,
         bool(cfg.get("resume", False)),
