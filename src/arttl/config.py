@@ -43,6 +43,4 @@ def _looks_remote(text: str) -> bool:
 # ${arttl_source_tag:${dataset.root}}: stores of different collections never share a folder.
 OmegaConf.register_new_resolver("arttl_source_tag", source_tag, replace=True)
 # ${arttl_challenge:${dataset.challenge}}: one task's name, or several joined ("type+material").
-OmegaConf.register_new_resolver(
-    "arttl_challenge", lambda c: challenge_name(c if isinstance(c, str) else list(c)), replace=True
-)
+OmegaConf.register_new_resolver("arttl_challenge", challenge_name, replace=True)

@@ -21,25 +21,19 @@ def store_settings(cfg: DictConfig) -> StoreSettings:
     return StoreSettings(**values)
 
 
-def reader_from_config(reader: DictConfig) -> Any:
-    """The reader partial; ``label_map`` is arttl's (applied to whatever the reader returns), not
-    an argument of the reader, though it is part of the source's identity."""
-    options = OmegaConf.to_container(reader, resolve=True)
-    options.pop("label_map", None)
-    return instantiate(options)
-
-
 def prepare_from_config(cfg: DictConfig, force: bool = False) -> dict[str, Any]:
     """Build (or reuse) the store that ``cfg.dataset`` + ``cfg.store`` describe."""
     ds = cfg.dataset
     workers = cfg.get("num_workers") or os.cpu_count() or 1
     options = OmegaConf.to_container(ds.reader, resolve=True)
-    challenge = ds.challenge if isinstance(ds.challenge, str) else list(ds.challenge)
+    # label_map is arttl's (applied to whatever the reader returns), not a reader argument,
+    # though it is part of the source's identity (reader_options)
+    reader = instantiate({k: v for k, v in options.items() if k != "label_map"})
     return prepare_dataset(
         name=ds.name,
-        challenge=challenge,
+        challenge=ds.challenge,
         root=ds.root,
-        reader=reader_from_config(ds.reader),
+        reader=reader,
         store_dir=cfg.store.dir,
         settings=store_settings(cfg),
         num_workers=int(workers),

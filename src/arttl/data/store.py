@@ -138,9 +138,13 @@ def read_class_names(path: str | Path) -> list[str]:
 def read_task_classes(path: str | Path) -> dict[str, list[str]] | None:
     """A multi-task store's tasks and their class names, in label-column order (None: one task)."""
     with h5py.File(path, "r") as f:
-        if "tasks" not in f.attrs:
-            return None
-        return {t: _strings(f[f"{TASK_CLASSES}/{t}"][()]) for t in json.loads(f.attrs["tasks"])}
+        return _task_classes(f)
+
+
+def _task_classes(f: h5py.File) -> dict[str, list[str]] | None:
+    if "tasks" not in f.attrs:
+        return None
+    return {t: _strings(f[f"{TASK_CLASSES}/{t}"][()]) for t in json.loads(f.attrs["tasks"])}
 
 
 def task_columns(available: dict[str, list[str]] | None, tasks: list[str], where: str) -> list[int]:
@@ -186,7 +190,7 @@ class H5ImageDataset(Dataset):
                 )
             self.labels = f["labels"][()]
             self.class_names = _strings(f["class_names"][()])
-        self.task_classes = read_task_classes(self.path)
+            self.task_classes = _task_classes(f)
         if tasks is not None or self.task_classes is not None:
             chosen = list(tasks) if tasks is not None else list(self.task_classes or {})
             columns = task_columns(self.task_classes, chosen, f"store file {str(self.path)!r}")

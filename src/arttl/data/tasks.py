@@ -54,17 +54,13 @@ def compile_label_map(task: str, spec: Any) -> Callable[[str], str | None]:
             table.append((re.compile(str(pattern), re.IGNORECASE), str(name)))
         except re.error as err:
             raise ConfigError(f"{key}: {pattern!r} is not a regular expression ({err}).") from None
-    return lambda label: (
-        next((name for rx, name in table if rx.search(label)), None)
-        if isinstance(label, str)
-        else None
-    )
+    return lambda label: next((name for rx, name in table if rx.search(label)), None)
 
 
 def apply_label_map(task: str, labels: pd.Series, spec: Any) -> pd.Series:
     """The task's labels after its map (None where no pattern matched); fewer than 2 classes left
     is an error that shows what the map made of the most frequent labels."""
-    mapped = labels.map(compile_label_map(task, spec))
+    mapped = labels.map(compile_label_map(task, spec), na_action="ignore")  # missing stays missing
     classes = mapped.dropna().unique()
     if len(classes) < 2:
         top = labels.value_counts().head(8).index.tolist()
