@@ -15,6 +15,7 @@ from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.inference.evaluation import evaluate_checkpoint
+from arttl.models.classifier import METRIC_KEYS
 
 log = logging.getLogger("arttl.evaluate")
 
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> float:
     return float(ev.metrics["top1"])  # a multi-task checkpoint: the mean over its tasks
 
 
-KEYS = ("top1", "top3", "top5", "macro_top1", "loss")
+KEYS = METRIC_KEYS  # the one list of reported metrics
 
 
 def _cells(record: dict) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from arttl.config_schema import NOT_ARGUMENTS
 from arttl.data.build import StoreSettings, prepare_dataset
 
 
@@ -28,7 +29,8 @@ def prepare_from_config(cfg: DictConfig, force: bool = False) -> dict[str, Any]:
     options = OmegaConf.to_container(ds.reader, resolve=True)
     # label_map is arttl's (applied to whatever the reader returns), not a reader argument,
     # though it is part of the source's identity (reader_options)
-    reader = instantiate({k: v for k, v in options.items() if k != "label_map"})
+    ours = NOT_ARGUMENTS["dataset.reader"]
+    reader = instantiate({k: v for k, v in options.items() if k not in ours})
     return prepare_dataset(
         name=ds.name,
         challenge=ds.challenge,

@@ -40,8 +40,9 @@ def check_store(
             "itself when the store is missing)."
         )
     attrs = read_attrs(split_file(store_dir, "train"))
-    if challenge is not None and attrs.get("challenge") != challenge_name(challenge):
-        challenge = challenge_name(challenge)
+    name = None if challenge is None else challenge_name(challenge)
+    if name is not None and attrs.get("challenge") != name:
+        challenge = name
         raise ConfigError(
             f"store.dir={str(store_dir)!r} was prepared for challenge {attrs.get('challenge')!r}, "
             f"not dataset.challenge={challenge!r}; prepare it with dataset.challenge={challenge}."

@@ -581,9 +581,10 @@ def _evaluate_task(
     task: str,
     outputs: tuple[torch.Tensor, torch.Tensor],
     context: tuple[dict[str, Any], dict[str, Any], Path, tuple[int, int]],
+    all_paths: np.ndarray,
 ) -> Evaluation:
     """One task's folder, ``<out>/<task>/``: its columns of the logits over the images that have
-    its label; ``context`` = (source, leakage, out, figures)."""
+    its label; ``context`` = (source, leakage, out, figures); ``all_paths``: the split's paths."""
     source, leakage, out, figures = context
     logits, labels = outputs
     column = model.task_names.index(task)  # type: ignore[union-attr]
@@ -592,7 +593,7 @@ def _evaluate_task(
     task_labels = labels[rows, column]
     metrics = _metrics(model, task_logits, task_labels, {**source, "task": task}, leakage)
     metrics["unlabelled"] = len(labels) - len(rows)
-    paths = np.array(dataset.paths(), dtype=object)[rows.numpy()].tolist()
+    paths = all_paths[rows.numpy()].tolist()
     names = model.task_classes[task]
     ev = _evaluation(metrics, task_logits, task_labels, names, paths, out / task, rows.numpy())
     images = TaskRows(dataset, rows.numpy())
@@ -609,7 +610,10 @@ def _evaluate_tasks(
     """A multi-task checkpoint: one folder per task (``_evaluate_task``), then the summary
     metrics.json / summary.md over all tasks; ``context`` = (source, leakage, out, figures)."""
     source, leakage, out, _ = context
-    evs = {t: _evaluate_task(model, dataset, t, outputs, context) for t in model.task_classes}
+    paths = np.array(dataset.paths(), dtype=object)  # read once for every task
+    evs = {
+        t: _evaluate_task(model, dataset, t, outputs, context, paths) for t in model.task_classes
+    }
     per_task = {t: {k: e.metrics[k] for k in TASK_KEYS} for t, e in evs.items()}
     summary = {
         **source,

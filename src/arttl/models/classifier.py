@@ -80,6 +80,15 @@ def metric_record(values: Mapping[str, Any], prefix: str = "") -> dict[str, floa
     return out
 
 
+def task_classes(hparams: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A network's task -> class names from its hyper-parameters (a checkpoint's too); a one-task
+    network's task is its challenge."""
+    tasks = hparams.get("tasks")
+    if tasks:
+        return {str(t): list(names) for t, names in tasks.items()}
+    return {str(hparams.get("challenge") or "label"): list(hparams.get("class_names") or [])}
+
+
 def task_slices(tasks: Mapping[str, list[str]]) -> dict[str, slice]:
     """Each task's columns of the concatenated logits (one linear head per task, stacked)."""
     out, start = {}, 0
@@ -282,10 +291,7 @@ class ArtClassifier(L.LightningModule):
     @property
     def task_classes(self) -> dict[str, list[str]]:
         """Task -> class names; a one-task network's task is its challenge."""
-        tasks = self.hparams.get("tasks")
-        if tasks:
-            return {t: list(names) for t, names in tasks.items()}
-        return {str(self.hparams.get("challenge") or "label"): self.class_names}
+        return task_classes(self.hparams)
 
     @property
     def task_slices(self) -> dict[str, slice]:
@@ -368,7 +374,7 @@ class ArtClassifier(L.LightningModule):
         metrics and epoch losses are logged at the epoch's end (``_log_task_epoch``)."""
         x, y = batch
         logits = self.logits(x)
-        parts = task_losses(logits, y, self.task_slices)
+        parts = task_losses(logits, y, self.task_metrics.slices)  # built once, not per step
         loss = weighted_loss(parts, self.hparams.get("task_weights") or {})
         self.task_metrics.update(stage, logits.detach().float(), y, parts)
         if stage == "train":

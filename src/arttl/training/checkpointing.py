@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from arttl.atomic import atomic_path, write_text_atomic
 from arttl.config_rules import check_resume_source
 from arttl.errors import ConfigError
+from arttl.models.classifier import task_classes
 
 LAST = "last.ckpt"
 HISTORY = "metrics.csv"
@@ -124,9 +125,8 @@ def check_same_classes(
     for a one-task store; a checkpoint of another task set is refused before any work."""
     hparams = _payload(ckpt).get("hyper_parameters", {})
     saved = list(hparams.get("class_names") or [])
-    saved_tasks = {str(t): list(c) for t, c in (hparams.get("tasks") or {}).items()} or None
-    if saved_tasks is not None or tasks is not None:
-        before = saved_tasks or {str(hparams.get("challenge") or "label"): saved}
+    if hparams.get("tasks") or tasks is not None:
+        before = task_classes(hparams)
         now = tasks or {"(one task)": list(class_names)}
         if list(before.items()) != list(now.items()):
             raise ConfigError(

@@ -390,7 +390,9 @@ def results_record(
     record = {
         "experiment": cfg.experiment,
         "dataset": cfg.dataset.name,
-        "challenge": challenge_name(list(setup.tasks or []) or cfg.dataset.challenge),
+        "challenge": setup.model.hparams[
+            "challenge"
+        ],  # the tasks it learnt, as build_model named them
         "backbone": cfg.backbone.name,
         "mode": cfg.mode.name,
         "weights": None if cfg.backbone.weights is None else str(cfg.backbone.weights),
