@@ -268,6 +268,17 @@ def _split_weights(runs: pd.DataFrame, ident: dict, notes: list[str]) -> None:
         )
 
 
+def one_row_per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """The first row of each training run: a multi-task run has one row per task."""
+    key = next((c for c in ("results_path", "run_dir") if c in runs), None)
+    return runs.drop_duplicates(key) if key else runs
+
+
+def run_count(runs: pd.DataFrame) -> int:
+    """Training runs behind ``runs``: a multi-task run counts once."""
+    return len(one_row_per_run(runs))
+
+
 def multitask_rows(runs: pd.DataFrame) -> pd.Series:
     """True on the rows that come from a network trained on several tasks at once."""
     if "multitask" not in runs:
@@ -287,7 +298,7 @@ def _split_multitask(runs: pd.DataFrame, notes: list[str]) -> None:
         runs.loc[rows, "init_label"] = [
             with_multitask(i, tasks) for i in runs.loc[rows, "init_label"]
         ]
-        count = runs.loc[rows, "results_path"].nunique() if "results_path" in runs else rows.sum()
+        count = run_count(runs.loc[rows])
         trained = ", ".join(tasks.split("+"))
         notes.append(
             f"{count} multi-task run{'s' if count != 1 else ''} trained {trained} "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from arttl.atomic import atomic_path, write_text_atomic
-from arttl.reporting.cells import CELL_COLUMNS, LABEL_COLUMNS, label_runs, multitask_rows
+from arttl.reporting.cells import CELL_COLUMNS, LABEL_COLUMNS, label_runs, multitask_rows, run_count
 from arttl.reporting.curves import plot_learning_curves
 from arttl.reporting.tables import (
     MULTI_MINUS_SINGLE,
@@ -71,11 +71,6 @@ class Report:
     # each task of a multi-task run beside single-task runs (None: no multi-task run)
     multitask: CellTable | None = None
     training_time: pd.DataFrame = field(default_factory=pd.DataFrame)  # per multitask column
-
-
-def run_count(runs: pd.DataFrame) -> int:
-    """Training runs behind ``runs``: a multi-task run has one row per task but counts once."""
-    return int(runs["results_path"].nunique()) if "results_path" in runs else len(runs)
 
 
 def runs_text(runs: pd.DataFrame) -> str:

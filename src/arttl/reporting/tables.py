@@ -37,6 +37,7 @@ from arttl.reporting.cells import (
     mode_text,
     multitask_rows,
     multitask_text,
+    one_row_per_run,
     split_multitask,
 )
 from arttl.results import INIT_ARTTL, INIT_FILE, INIT_IMAGENET, INIT_NONE, INITS
@@ -506,11 +507,9 @@ def training_time(runs: pd.DataFrame, table: CellTable) -> pd.DataFrame:
     rows = set(table.index)
     labels = zip(runs["dataset_label"], runs["challenge"], runs["backbone_label"], strict=True)
     runs = runs[[label in rows for label in labels]]
-    key = next((c for c in ("results_path", "run_dir") if c in runs), None)
     seconds, counts = [], []
     for mode, init in table.columns:
-        part = runs[(runs["mode"] == mode) & (runs["init_label"] == init)]
-        part = part.drop_duplicates(key) if key else part
+        part = one_row_per_run(runs[(runs["mode"] == mode) & (runs["init_label"] == init)])
         wall = pd.to_numeric(part["wall_seconds"], errors="coerce")
         seconds.append(float(wall.sum()) if wall.notna().any() else np.nan)
         counts.append(len(part))
