@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full demo reproduce lint format bench clean
+.PHONY: help install test test-full test-shared demo reproduce lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,8 +26,11 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests bench docs
 	$(BIN)/ruff format src tests bench docs
 
-test: $(STAMP) lint ## lint + fast test suite (what CI runs)
-	$(BIN)/pytest -m "not slow and not gpu" -q
+test: $(STAMP) lint ## lint + fast test suite on what the repository carries (what CI runs)
+	$(BIN)/pytest -m "not slow and not gpu and not shared_data" -q
+
+test-shared: $(STAMP) ## the readers on the whole real collections in ../shared/data (CI runs it where present)
+	$(BIN)/pytest -m "shared_data" -q
 
 test-full: $(STAMP) lint ## lint + every CPU test, slow ones included
 	$(BIN)/pytest -m "not gpu" -q

@@ -25,7 +25,7 @@ from tests.fixtures.raw_datasets import (
     READERS,
     make_imagefolder,
 )
-from tests.fixtures.shared_data import SHARED, needs_shared
+from tests.fixtures.real_data import EXCERPTS, check_prepares_every_image
 from tests.fixtures.tiny_runs import read_store
 
 SETTINGS = StoreSettings(shorter_side=None, quality=90, seed=0)
@@ -215,34 +215,9 @@ def test_cli_prepares_and_reports_bad_input(tmp_path):
     assert unknown.returncode != 0 and "imagefolder" in unknown.stderr
 
 
-@needs_shared(
-    "ahe64/train_val",
-    "every one of the 10,130 AHE images and its byte-identical duplicates "
-    "(data/demo/images is a 400-image subset without duplicates)",
-)
-def test_real_ahe_folder_prepares_every_image(tmp_path):
-    root = SHARED / "ahe64" / "train_val"
-    n_files = sum(1 for p in root.rglob("*") if p.is_file())
-    reader = READERS["imagefolder"]
-    summary = prepare_dataset(
-        "ahe64", "class", root, reader, tmp_path / "store", SETTINGS, num_workers=2
-    )
-    assert n_files == 10130
-    assert sum(summary["counts"].values()) + len(summary["rejected"]) == n_files
-    assert len(summary["rejected"]) == 0
-    assert summary["num_classes"] == 10
-    # byte-identical files (computed independently here) are listed as duplicates, one split each
-    import hashlib
-
-    by_bytes = pd.DataFrame(
-        [(str(p), hashlib.md5(p.read_bytes()).hexdigest()) for p in root.rglob("*") if p.is_file()],
-        columns=["path", "md5"],
-    )
-    same = by_bytes[by_bytes.duplicated("md5", keep=False)]
-    assert len(same) >= 4
-    dups = pd.read_csv(tmp_path / "store" / "duplicates.csv")
-    assert set(same["path"]) <= set(dups["path"])
-    assert (dups.groupby("cluster")["split"].nunique() == 1).all()
+def test_real_ahe_excerpt_prepares_every_image(tmp_path):
+    """Real AHE files whose names and bytes are awkward (see tests/data/README.md)."""
+    check_prepares_every_image(EXCERPTS / "ahe_excerpt", tmp_path, n_files=60, n_classes=6)
 
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "images"

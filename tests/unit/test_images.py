@@ -32,9 +32,9 @@ from tests.fixtures.bad_images import (
     make_good_odd_images,
     png_1bit_blank,
 )
-from tests.fixtures.shared_data import SHARED, needs_shared
+from tests.fixtures.real_data import EXCERPTS
 
-AHE = SHARED / "ahe64" / "train_val"
+AHE = EXCERPTS / "ahe_excerpt"
 
 BAD_NAMES = [
     "empty.jpg",
@@ -423,11 +423,6 @@ def test_one_listing_policy(tmp_path: Path) -> None:
 # --- real data --------------------------------------------------------------------------
 
 
-@needs_shared(
-    "ahe64/train_val",
-    "the AHE collection's one grayscale file and its non-ASCII file names "
-    "(data/demo/images has neither)",
-)
 def test_real_ahe_files() -> None:
     gray = AHE / "flying_buttress" / "Le_Mont_Saint-Michel_en_1948_(9).jpg"
     non_ascii = next(p for p in sorted((AHE / "apse").iterdir()) if not p.name.isascii())

@@ -15,9 +15,9 @@ from arttl.data.labels import (
     decode_escaped_bytes,
     strip_role,
 )
-from tests.fixtures.shared_data import SHARED, needs_shared
+from tests.fixtures.real_data import EXCERPTS
 
-EXAMPLE_CSV = SHARED / "metadata" / "rijksmuseum_example_metadata.csv"
+EXAMPLE_CSV = EXCERPTS / "rijksmuseum_example_metadata.csv"
 
 
 def test_escaped_utf8_bytes_are_decoded_and_whitespace_stripped() -> None:
@@ -88,10 +88,6 @@ def test_clean_creator_drops_anonymous_after_the_role_and_decodes() -> None:
     assert clean_creator("vervaardiger: Rembrandt", drop=["rembrandt"]) is None
 
 
-@needs_shared(
-    "metadata/rijksmuseum_example_metadata.csv",
-    "the paper's own example metadata file, whose creators and types are checked one by one",
-)
 def test_real_rijksmuseum_example_creators() -> None:
     df = pd.read_csv(EXAMPLE_CSV, dtype=str, keep_default_na=False)
     cleaned = [clean_creator(c) for c in df["dc_creator"]]
