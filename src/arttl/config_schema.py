@@ -156,10 +156,11 @@ class Mode(Node):
     name: str
     partial_fraction: float = 0.2
     unfreeze_at_epoch: int | None = Field(None, ge=0, description="the epoch the backbone joins")
-    backbone_lr_ratio: float | None = Field(None, gt=0, description="e.g. 0.1")
+    backbone_lr_ratio: float = Field(0.1, gt=0, description="e.g. 0.1")
     optimizer: Optimizer
     scheduler: Target | None = None
     datamodule: Target | None = None
+    callbacks: dict[str, Target] = {}  # what the mode adds to conf/callbacks
 
 
 class Trainer(Target):

@@ -64,6 +64,10 @@ BAD = {
         ["mode=gradual", "mode.unfreeze_at_epoch=null"],
         r"mode\.unfreeze_at_epoch=None must be an integer >= 0 for mode=gradual",
     ),
+    "gradual without lr ratio": (
+        ["mode=gradual", "mode.backbone_lr_ratio=null"],
+        r"mode\.backbone_lr_ratio=None",
+    ),
     "unknown mode": (
         ["mode.name=finetune"],
         r"mode\.name='finetune' is not valid.*did you mean fine_tune",

@@ -35,7 +35,6 @@ from arttl.data.store import (
 from arttl.data.summary import print_store_summary
 from arttl.data.tasks import challenge_name, task_list
 from arttl.models.classifier import ArtClassifier, metric_record
-from arttl.models.transfer import HeadFirstFinetuning
 from arttl.training.checkpointing import (
     AtomicCheckpointIO,
     ResumePlan,
@@ -134,18 +133,11 @@ def _lightning_defaults(trainer: DictConfig) -> DictConfig:
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """``conf/callbacks``, each instantiated (null drops one), and arttl's own."""
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    """``conf/callbacks`` and the mode's own (``mode.callbacks``, e.g. gradual's head-first
+    unfreezing), each instantiated (null drops one), and arttl's RNG state."""
+    nodes = [*cfg.callbacks.values(), *(cfg.mode.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in nodes if c is not None]
     callbacks.append(RNGState())  # exact resume depends on it: no setting, so not in YAML
-    if cfg.mode.name == "gradual":
-        callbacks.append(
-            HeadFirstFinetuning(
-                unfreeze_backbone_at_epoch=int(cfg.mode.unfreeze_at_epoch),
-                # Lightning's ramp (its defaults): the backbone joins at lr x ratio, then its lr
-                # doubles every epoch until it reaches the head's (should_align)
-                backbone_initial_ratio_lr=float(cfg.mode.get("backbone_lr_ratio", 0.1)),
-            )
-        )
     return callbacks
 
 
@@ -198,10 +190,10 @@ def build_tester(cfg: DictConfig, run_dir: Path, trainer: L.Trainer) -> L.Traine
 def recorded_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config that checkpoints and results.json record and resume compares.
     ``mode.datamodule`` and the ``data.images`` / ``data.features`` nodes it points at only
-    restate ``data.*`` for instantiate, so they are left out: worker counts may still change on
-    resume, and earlier runs keep their identity."""
+    restate ``data.*`` for instantiate (``mode.callbacks`` restates ``mode.*``), so they are left
+    out: worker counts may still change on resume, and earlier runs keep their identity."""
     config = resolved(cfg)
-    for group, keys in (("mode", ("datamodule",)), ("data", ("images", "features"))):
+    for group, keys in (("mode", ("datamodule", "callbacks")), ("data", ("images", "features"))):
         if isinstance(config.get(group), dict):
             for key in keys:
                 config[group].pop(key, None)
