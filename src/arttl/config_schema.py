@@ -160,7 +160,9 @@ class Mode(Node):
     optimizer: Optimizer
     scheduler: Target | None = None
     datamodule: Target | None = None
-    callbacks: dict[str, Target | None] = Field(default_factory=dict)  # what the mode adds to conf/callbacks (null drops)
+    callbacks: dict[str, Target | None] = Field(
+        default_factory=dict
+    )  # what the mode adds to conf/callbacks (null drops)
 
 
 class Trainer(Target):
