@@ -29,8 +29,9 @@ from arttl.errors import ConfigError
 from arttl.explain.models import load_models
 from arttl.inference.evaluation import evaluate_checkpoint
 from arttl.inference.exporting import export_checkpoint, run_exported
-from arttl.models.classifier import ArtClassifier, compute_task_metrics
+from arttl.models.classifier import ArtClassifier
 from arttl.saliency import run_saliency
+from tests.fixtures.numpy_metrics import task_records
 from tests.fixtures.tiny_runs import colour_image, jpeg_bytes
 from tests.fixtures.training import quiet_trainer
 
@@ -151,7 +152,7 @@ def test_evaluate_writes_a_folder_per_task_with_its_own_metrics(
         assert f"Confusion matrix — {task}, rows normalised" in titles
     assert "type" in shown and "material" in shown and "mean" in shown
     summary = json.loads((out / "metrics.json").read_text())
-    expected = compute_task_metrics(reference["logits"], reference["labels"], TASKS)
+    expected = task_records(reference["logits"].numpy(), reference["labels"].numpy(), TASKS)
     labels = reference["labels"].numpy()
     assert summary["tasks"] == list(TASKS) and summary["samples"] == len(labels)
     for i, (task, classes) in enumerate(TASKS.items()):

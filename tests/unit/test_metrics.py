@@ -6,22 +6,11 @@ group"; with class-sorted val/test batches that made top-3/top-5 report top-1's 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from arttl.models.classifier import compute_metrics, has_top_k, make_metrics, metric_record
-
-
-def numpy_topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    ranks = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return float(np.mean([labels[i] in ranks[i] for i in range(len(labels))]))
-
-
-def numpy_macro(logits: np.ndarray, labels: np.ndarray) -> float:
-    pred = logits.argmax(axis=1)
-    recalls = [np.mean(pred[labels == c] == c) for c in np.unique(labels)]
-    return float(np.mean(recalls))
+from tests.fixtures.numpy_metrics import macro_recall, top_k
 
 
 def first_batch(
@@ -56,10 +45,10 @@ def test_no_metric_takes_another_metrics_state(num_classes: int, kind: str) -> N
     all_labels = torch.cat([b[1] for b in batches]).numpy()
     for k in (1, 3, 5):
         if has_top_k(k, num_classes):
-            assert got[f"top{k}"] == pytest.approx(numpy_topk(all_logits, all_labels, k), abs=1e-6)
+            assert got[f"top{k}"] == pytest.approx(top_k(all_logits, all_labels, k), abs=1e-6)
         else:
             assert got[f"top{k}"] is None
-    assert got["macro_top1"] == pytest.approx(numpy_macro(all_logits, all_labels), abs=1e-6)
+    assert got["macro_top1"] == pytest.approx(macro_recall(all_logits, all_labels), abs=1e-6)
     if num_classes == 10:  # random logits: the three must differ, as on real data
         assert got["top1"] < got["top3"] < got["top5"]
 
@@ -69,7 +58,7 @@ def test_compute_metrics_matches_the_logged_definition() -> None:
     logits, labels = torch.randn(50, 10, generator=gen), torch.randint(0, 10, (50,), generator=gen)
     got = compute_metrics(logits, labels)
     for k in (1, 3, 5):
-        assert got[f"top{k}"] == pytest.approx(numpy_topk(logits.numpy(), labels.numpy(), k))
+        assert got[f"top{k}"] == pytest.approx(top_k(logits.numpy(), labels.numpy(), k))
     assert got["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
     three = compute_metrics(logits[:, :3], labels % 3)
     assert three["top3"] is None and three["top5"] is None and three["top1"] is not None

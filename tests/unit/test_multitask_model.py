@@ -15,12 +15,11 @@ import torch
 from arttl.models.classifier import (
     ArtClassifier,
     TaskMetrics,
-    compute_task_metrics,
-    has_top_k,
     task_losses,
     task_slices,
     weighted_loss,
 )
+from tests.fixtures.numpy_metrics import cross_entropy, task_records
 
 TASKS = {  # 6 + 4 + 2 classes: top-3/top-5 exist for some tasks only
     "type": [f"t{i}" for i in range(6)],
@@ -46,26 +45,6 @@ def store_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, torch.from_numpy(labels.astype(np.int64))
 
 
-def np_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean of -log softmax(logits)[label], written out (float64)."""
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(labels)), labels].mean())
-
-
-def np_top_k(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    ranks = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return float(np.mean([labels[i] in ranks[i] for i in range(len(labels))]))
-
-
-def np_macro(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes present in ``labels`` (torchmetrics' macro ignores absent
-    classes)."""
-    pred = logits.argmax(axis=1)
-    return float(np.mean([np.mean(pred[labels == c] == c) for c in range(num_classes) if (labels == c).any()]))  # fmt: skip
-
-
 def np_task(logits: np.ndarray, labels: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
     """The task's columns and labels over the images that have its label."""
     i = list(TASKS).index(task)
@@ -86,7 +65,7 @@ def test_masked_weighted_loss_equals_a_hand_computation() -> None:
     parts = task_losses(logits, labels, task_slices(TASKS))
     total = weighted_loss(parts, weights)
     x, y = logits.detach().numpy(), labels.numpy()
-    expected = {t: np_cross_entropy(*np_task(x, y, t)) for t in TASKS}
+    expected = {t: cross_entropy(*np_task(x, y, t)) for t in TASKS}
     for task in TASKS:
         assert parts[task][1] == int((y[:, list(TASKS).index(task)] >= 0).sum())
         assert parts[task][0].item() == pytest.approx(expected[task], rel=1e-5)
@@ -108,25 +87,10 @@ def test_a_task_without_labels_in_the_batch_adds_nothing() -> None:
     assert parts["period"][1] == 0 and parts["period"][0].item() == 0.0
     total = weighted_loss(parts, {})  # default weight 1 each
     x, y = logits.detach().numpy(), labels.numpy()
-    by_hand = sum(np_cross_entropy(*np_task(x, y, t)) for t in ("type", "material"))
+    by_hand = sum(cross_entropy(*np_task(x, y, t)) for t in ("type", "material"))
     assert total.item() == pytest.approx(by_hand, rel=1e-5)
     total.backward()  # still differentiable: the empty task contributes a zero gradient
     assert torch.all(logits.grad[:, 10:12] == 0)
-
-
-def expected_metrics(x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float | None]]:
-    out = {}
-    for task, names in TASKS.items():
-        tx, ty = np_task(x, y, task)
-        out[task] = {
-            **{
-                f"top{k}": np_top_k(tx, ty, k) if has_top_k(k, len(names)) else None
-                for k in (1, 3, 5)
-            },
-            "macro_top1": np_macro(tx, ty, len(names)),
-            "loss": np_cross_entropy(tx, ty),
-        }
-    return out
 
 
 def test_per_task_epoch_metrics_equal_numpy_over_batches() -> None:
@@ -142,7 +106,7 @@ def test_per_task_epoch_metrics_equal_numpy_over_batches() -> None:
     got = metrics.compute("val", weights)
     x = torch.cat([b[0] for b in batches]).numpy()
     y = torch.cat([b[1] for b in batches]).numpy()
-    want = expected_metrics(x, y)
+    want = task_records(x, y, TASKS)
     for task, record in want.items():
         for key, value in record.items():
             if value is None:
@@ -157,15 +121,11 @@ def test_per_task_epoch_metrics_equal_numpy_over_batches() -> None:
     assert got["val/loss"] == pytest.approx(
         np.mean([want["type"]["loss"], want["material"]["loss"]]), abs=1e-5
     )  # period (weight 0) is not monitored
-    # compute_task_metrics (evaluate, the report's checks) agrees in one go
-    once = compute_task_metrics(torch.from_numpy(x), torch.from_numpy(y), TASKS)
-    for task, record in want.items():
-        assert once[task] == pytest.approx(record, abs=1e-5)  # None where it is None
     # reset for the next epoch: a new epoch with one batch is that batch's numbers only
     logits, labels = batches[0]
     metrics.update("val", logits, labels, task_losses(logits, labels, task_slices(TASKS)))
     again = metrics.compute("val", weights)
-    first = expected_metrics(logits.numpy(), labels.numpy())
+    first = task_records(logits.numpy(), labels.numpy(), TASKS)
     assert again["val/type/top1"] == pytest.approx(first["type"]["top1"], abs=1e-6)
 
 

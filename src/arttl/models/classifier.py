@@ -120,18 +120,6 @@ def weighted_loss(
     return sum(weights.get(t, 1.0) * loss for t, (loss, _) in parts.items())  # type: ignore[return-value]
 
 
-@torch.no_grad()
-def compute_task_metrics(
-    logits: torch.Tensor, labels: torch.Tensor, tasks: Mapping[str, list[str]]
-) -> dict[str, dict[str, float | None]]:
-    """:func:`compute_metrics` per task, over the images that have that task's label."""
-    out = {}
-    for i, (task, cols) in enumerate(task_slices(tasks).items()):
-        has = labels[:, i] >= 0
-        out[task] = compute_metrics(logits[has, cols], labels[has, i])
-    return out
-
-
 def mean_record(records: Mapping[str, Mapping[str, float | None]]) -> dict[str, float | None]:
     """The mean over tasks of each metric (None when a task lacks it): a multi-task run's
     top-level val/test numbers, and what its early stopping and checkpoints monitor."""
