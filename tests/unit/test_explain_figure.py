@@ -99,25 +99,29 @@ def test_colour_bar_explains_the_scale() -> None:
     assert "low" in text and "high" in text
 
 
-def test_cells_are_legible_size_and_fonts_are_big_enough() -> None:
-    for n_images, names in ((1, NAMES[:1]), (3, NAMES), (2, [*NAMES, "resnet18 from scratch"])):
-        fig = _drawn(comparison_figure(_comparison(n_images, names)))
-        cells = _image_axes(fig)
-        assert len(cells) == n_images * (1 + len(names))
-        for ax in cells:
-            box = ax.get_window_extent()
-            assert box.width / fig.dpi >= MIN_CELL_INCHES
-            assert box.height / fig.dpi >= MIN_CELL_INCHES
-        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
-        assert sizes and min(sizes) >= MIN_POINTS
-        # Nothing drawn outside the canvas (titles and text blocks fit the computed layout).
-        renderer = fig.canvas.get_renderer()
-        width, height = fig.bbox.width, fig.bbox.height
-        for t in fig.findobj(Text):
-            if t.get_text().strip():
-                box = t.get_window_extent(renderer)
-                assert box.x0 >= -1 and box.y0 >= -1, t.get_text()
-                assert box.x1 <= width + 1 and box.y1 <= height + 1, t.get_text()
+@pytest.mark.parametrize(
+    ("n_images", "names"),
+    [(1, NAMES[:1]), (3, NAMES), (2, [*NAMES, "resnet18 from scratch"])],
+    ids=["one-model", "two-models", "three-models"],
+)
+def test_cells_are_legible_size_and_fonts_are_big_enough(n_images: int, names: list[str]) -> None:
+    fig = _drawn(comparison_figure(_comparison(n_images, names)))
+    cells = _image_axes(fig)
+    assert len(cells) == n_images * (1 + len(names))
+    for ax in cells:
+        box = ax.get_window_extent()
+        assert box.width / fig.dpi >= MIN_CELL_INCHES
+        assert box.height / fig.dpi >= MIN_CELL_INCHES
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+    assert sizes and min(sizes) >= MIN_POINTS
+    # Nothing drawn outside the canvas (titles and text blocks fit the computed layout).
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    for t in fig.findobj(Text):
+        if t.get_text().strip():
+            box = t.get_window_extent(renderer)
+            assert box.x0 >= -1 and box.y0 >= -1, t.get_text()
+            assert box.x1 <= width + 1 and box.y1 <= height + 1, t.get_text()
 
 
 def test_titles_name_models_and_predictions_wrapped_not_cut() -> None:
