@@ -7,7 +7,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -98,26 +98,32 @@ def task_slices(tasks: Mapping[str, list[str]]) -> dict[str, slice]:
     return out
 
 
+class TaskLoss(NamedTuple):
+    """One task's part of a batch: the mean cross-entropy over the images that have its label,
+    how many have it, and which (the mask the task's metrics reuse)."""
+
+    loss: torch.Tensor
+    n: int
+    has: torch.Tensor
+
+
 def task_losses(
     logits: torch.Tensor, labels: torch.Tensor, slices: Mapping[str, slice]
-) -> dict[str, tuple[torch.Tensor, int]]:
-    """Per task: (mean cross-entropy over the images that have its label, how many have it).
-    ``labels`` is (batch, tasks) with -1 where an image has no label; a task with no label in
-    the batch has loss 0 and count 0."""
+) -> dict[str, TaskLoss]:
+    """Per task, its :class:`TaskLoss`. ``labels`` is (batch, tasks) with -1 where an image has
+    no label; a task with no label in the batch has loss 0 and count 0."""
     out = {}
     for i, (task, cols) in enumerate(slices.items()):
         has = labels[:, i] >= 0
         n = int(has.sum())
         loss = F.cross_entropy(logits[has, cols].float(), labels[has, i]) if n else logits.sum() * 0
-        out[task] = (loss, n)
+        out[task] = TaskLoss(loss, n, has)
     return out
 
 
-def weighted_loss(
-    parts: Mapping[str, tuple[torch.Tensor, int]], weights: Mapping[str, float]
-) -> torch.Tensor:
+def weighted_loss(parts: Mapping[str, TaskLoss], weights: Mapping[str, float]) -> torch.Tensor:
     """The training loss of several tasks: the weighted sum of their masked cross-entropies."""
-    return sum(weights.get(t, 1.0) * loss for t, (loss, _) in parts.items())  # type: ignore[return-value]
+    return sum(weights.get(t, 1.0) * part.loss for t, part in parts.items())  # type: ignore[return-value]
 
 
 def mean_record(records: Mapping[str, Mapping[str, float | None]]) -> dict[str, float | None]:
@@ -163,15 +169,11 @@ class TaskMetrics(nn.Module):
         self.slices = task_slices(tasks)
 
     def update(
-        self,
-        stage: str,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        parts: Mapping[str, tuple[torch.Tensor, int]],
+        self, stage: str, logits: torch.Tensor, labels: torch.Tensor, parts: Mapping[str, TaskLoss]
     ) -> None:
+        """One batch, with the masks and losses :func:`task_losses` computed for it."""
         for i, (task, cols) in enumerate(self.slices.items()):
-            has = labels[:, i] >= 0
-            loss, n = parts[task]
+            loss, n, has = parts[task]
             if n:
                 self.metrics[f"{stage}_"][i].update(logits[has, cols], labels[has, i])
                 self.losses[f"{stage}_"][i].update(loss.detach().float(), weight=n)
@@ -336,10 +338,11 @@ class ArtClassifier(L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     # -- steps -----------------------------------------------------------------------------
-    def _step(self, batch: Any, metrics: MetricCollection | None, stage: str) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        """One task: cross-entropy, and the stage's top-k collection (``<stage>_metrics``)."""
         if self.task_names is not None:
             return self._task_step(batch, stage)
-        assert metrics is not None
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         x, y = batch
         logits = self.logits(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -383,11 +386,8 @@ class ArtClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_task_epoch("test")
 
-    def _metrics(self, stage: str) -> MetricCollection | None:
-        return getattr(self, f"{stage}_metrics", None)
-
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, self._metrics("train"), "train")
+        loss = self._step(batch, "train")
         if not math.isfinite(loss.item()):
             raise TrainingDiverged(
                 f"training loss became {loss.item()} at epoch {self.current_epoch}, batch "
@@ -397,10 +397,10 @@ class ArtClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self._metrics("val"), "val")
+        return self._step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self._metrics("test"), "test")
+        return self._step(batch, "test")
 
     def predict_step(
         self, batch: Any, batch_idx: int = 0, dataloader_idx: int = 0, *, output: str = "probs"
