@@ -160,9 +160,8 @@ class Mode(Node):
     optimizer: Optimizer
     scheduler: Target | None = None
     datamodule: Target | None = None
-    callbacks: dict[str, Target | None] = Field(
-        default_factory=dict
-    )  # what the mode adds to conf/callbacks (null drops)
+    # what the mode adds to conf/callbacks (null drops one)
+    callbacks: dict[str, Target | None] = Field(default_factory=dict)
 
 
 class Trainer(Target):
