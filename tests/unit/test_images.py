@@ -9,6 +9,7 @@ import pickle
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,13 +102,24 @@ def test_bad_zoo_covers_the_listed_cases(bad_zoo: tuple[Path, dict[str, str]]) -
     assert sorted(bad_zoo[1]) == sorted(BAD_NAMES)
 
 
+def _deny_like_chmod_000(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Root reads a chmod-000 file anyway: make opening it fail as it does for anyone else."""
+
+    def guarded(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(file) == os.fspath(path):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(images, "open", guarded, raising=False)
+
+
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_image_is_rejected_with_its_reason(
-    name: str, bad_zoo: tuple[Path, dict[str, str]]
+    name: str, bad_zoo: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder, expected = bad_zoo
     if name == UNREADABLE_NAME and IS_ROOT:
-        pytest.skip("running as root: permission bits do not stop root from reading")
+        _deny_like_chmod_000(monkeypatch, folder / name)
     with pytest.raises(ImageRejected) as info:
         load_rgb(folder / name)
     assert expected[name] in info.value.reason
