@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
+from arttl.config import CONF_DIR
 from arttl.data import build
 from arttl.data.build import StoreSettings, prepare_dataset, store_is_current
+from arttl.data.config import prepare_from_config
 from arttl.data.store import SPLITS, H5ImageDataset, read_attrs, split_file
 from arttl.errors import ConfigError
 from tests.fixtures.bad_images import make_bad_image_zoo
@@ -277,3 +280,18 @@ def test_parallel_jobs_building_one_store_wait_and_reuse_it(tmp_path):
         reused = pool.map(_prepare_in_process, [(ds, store)] * 3)
     assert sorted(reused) == [False, True, True]
     assert store_is_current(store, read_attrs(split_file(store, "train"))["config_hash"])
+
+
+def test_prepare_takes_an_experiment_preset_and_builds_the_store_train_uses(tmp_path):
+    """``python -m arttl.prepare +experiment=<preset>`` (presets choose a backbone and mode,
+    which prepare does not read) builds exactly the store that training with it reuses."""
+    small = [f"paths.root_dir={tmp_path}", "store.max_per_class=10", "num_workers=1"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for preset in ("demo", "demo_paintings", "study_met"):  # each overrides /mode too
+            compose("prepare", overrides=[f"+experiment={preset}", *small])
+        prep = compose("prepare", overrides=["+experiment=demo_objects", *small])
+        train = compose("train", overrides=["+experiment=demo_objects", *small])
+    built = prepare_from_config(prep)
+    assert not built["reused"] and built["store"] == str(train.store.dir)
+    assert sum(built["counts"].values()) == 50  # 5 types x 10
+    assert prepare_from_config(train)["reused"]  # train finds it current: same identity
