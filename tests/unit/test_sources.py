@@ -587,12 +587,20 @@ def test_wikiart_rasta_keeps_the_given_split(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- any CSV
 
 
-def test_csv_table_paths_groups_and_missing(tmp_path: Path) -> None:
+def test_csv_table_paths_groups_and_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ds = make_csv_table(tmp_path)
-    df = ds.read()
+    with caplog.at_level("WARNING", logger="arttl"):
+        df = ds.read()
     assert_table(df)
     assert Counter(df["label"]) == ds.counts
     assert df.attrs["missing"] == 1
+    # names the label column: with several tasks each reads (and warns about) its own
+    assert (
+        "csv: 1 row of " in caplog.text
+        and "with a 'label' label name no file on disk" in caplog.text
+    )
     assert set(df["group"]) == {"artist0", "artist1", "artist2", "artist3"}
     assert df["split"].isna().all()
 

@@ -80,7 +80,13 @@ def read_csv_table(
     columns, counts = _kept_rows(rows, root, drop, table, split_column)
     unlabelled = counts.pop("unlabelled")
     if counts["missing"]:
-        log.warning("csv: %d files named in %s are not on disk", counts["missing"], table)
+        log.warning(  # per task when there are several: each reads its own label column
+            "csv: %d row%s of %s with a %r label name no file on disk (left out)",
+            counts["missing"],
+            "" if counts["missing"] == 1 else "s",
+            table,
+            label_column,
+        )
     if not columns[0]:
         raise ConfigError(
             f"csv_path={str(table)!r}: no row names an existing file with a label "
