@@ -32,7 +32,8 @@ def independent_top_k(run: Path) -> list[tuple[str, dict[str, float], dict[str, 
     """Per task (one for a one-task run, named ""): (task, recomputed {top1, top3}, results.json's,
     number of test images with that task's label)."""
     record = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    ckpt = torch.load(record["run_checkpoint"], map_location="cpu", weights_only=False)
+    own = record.get("run_checkpoint") or record["checkpoint"]  # the run's own (older files: first)
+    ckpt = torch.load(own, map_location="cpu", weights_only=False)
     hp = ckpt["hyper_parameters"]
     net = timm.create_model(hp["backbone"], pretrained=False, num_classes=0)
     state = ckpt["state_dict"]

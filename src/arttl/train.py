@@ -15,6 +15,7 @@ from rich.table import Table
 from arttl.cli import display_path, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
+from arttl.results import own_checkpoint
 from arttl.training.run import run_training
 
 log = logging.getLogger("arttl.train")
@@ -45,8 +46,9 @@ def print_results(record: dict) -> None:
 def print_outputs(record: dict, run_dir: str | Path) -> None:
     """The last lines: where the run wrote (also in <run folder>/train.log)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "results.json").is_file() and record.get("run_checkpoint"):
-        run_dir = Path(record["run_checkpoint"]).parents[1]  # a finished earlier run (resume)
+    own = own_checkpoint(record)
+    if not (run_dir / "results.json").is_file() and own:
+        run_dir = Path(own).parents[1]  # a finished earlier run (resume)
     metrics = "; ".join(
         f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in record[split].items() if v is not None)
         for split in ("val", "test")
@@ -54,8 +56,13 @@ def print_outputs(record: dict, run_dir: str | Path) -> None:
     log.info("%s", metrics, extra={"file_only": True})  # the table above, for the log file
     log.info("run folder: %s", display_path(run_dir))
     log.info("results:    %s", display_path(run_dir / "results.json"))
-    if record.get("checkpoint"):
-        log.info("checkpoint: %s", display_path(record["checkpoint"]))
+    if own:
+        log.info("checkpoint: %s", display_path(own))
+    if record.get("stable_checkpoint"):
+        log.info(
+            "stable copy: %s (the next run of this name, backbone and mode replaces it)",
+            display_path(record["stable_checkpoint"]),
+        )
 
 
 def check_name(name: object) -> None:

@@ -10,17 +10,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
+import lightning as L
 import pytest
 import torch
 from lightning.fabric.plugins.io import torch_io
+from torch.utils.data import DataLoader, TensorDataset
 
 from arttl.data.datamodule import check_store
 from arttl.data.store import SPLITS, split_file
 from arttl.errors import ConfigError
 from arttl.training.checkpointing import AtomicCheckpointIO
+from arttl.training.run import build_callbacks
 from tests.fixtures.raw_datasets import make_imagefolder
+from tests.fixtures.training import compose_train
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -108,3 +113,40 @@ def test_checkpoint_save_killed_midway_keeps_the_previous_file(tmp_path, monkeyp
         io.save_checkpoint({"epoch": 2}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+class _RisingValLoss(L.LightningModule):
+    """val/loss = 1 + epoch: only epoch 0 is ever the best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val/loss", 1.0 + self.current_epoch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_ckpt_is_every_epoch_even_when_val_loss_rises(tmp_path):
+    """conf/callbacks' last.ckpt is what resume continues from: it must hold the newest epoch,
+    not the best one (Lightning's save_last=true writes it only when best.ckpt changes)."""
+    cfg = compose_train(tmp_path, "callbacks.early_stopping=null", "callbacks.progress=null")
+    data = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        callbacks=build_callbacks(cfg),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(_RisingValLoss(), data, data)
+    folder = Path(cfg.run_dir) / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(folder / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2

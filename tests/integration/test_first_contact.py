@@ -237,17 +237,41 @@ def test_stable_checkpoints_are_named_after_the_study(tmp_path: Path) -> None:
     custom = compose_train(tmp_path, *tiny)  # dataset=demo, no preset
     record = run_training(custom, custom.run_dir)
     assert custom.name.startswith("demo_class__demo-images-")
-    assert record["checkpoint"] == str(
+    assert record["stable_checkpoint"] == str(
         tmp_path / "checkpoints" / custom.name / "test_resnet-fine_tune.ckpt"
     )
     assert record["experiment"] == "default"  # no preset
     mine = compose_train(tmp_path, *tiny, "name=my_study", f"run_dir={tmp_path}/run2")
     record = run_training(mine, mine.run_dir)
     stable = tmp_path / "checkpoints" / "my_study" / "test_resnet-fine_tune.ckpt"
-    assert record["checkpoint"] == str(stable) and stable.is_file()
+    assert record["stable_checkpoint"] == str(stable) and stable.is_file()
     assert (tmp_path / "checkpoints" / custom.name / "test_resnet-fine_tune.ckpt").is_file()
     saved = json.loads((tmp_path / "run2" / "results.json").read_text())
-    assert saved["checkpoint"] == str(stable)
+    assert saved["stable_checkpoint"] == str(stable)
+    assert saved["checkpoint"] == str(tmp_path / "run2" / "checkpoints" / "best.ckpt")
+
+
+def test_seeds_share_the_stable_copy_loudly_and_keep_their_own_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two seeds of one name, backbone and mode: the stable copy is the last one's (and the log
+    says whose it replaced); each results.json names its own best.ckpt, whose evaluation gives
+    that run's numbers."""
+    from arttl.inference.evaluation import evaluate_checkpoint
+
+    tiny = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "name=seeds"]
+    records = []
+    for seed in (1, 2):
+        cfg = compose_train(tmp_path, *tiny, f"seed={seed}", f"run_dir={tmp_path}/s{seed}")
+        with caplog.at_level("WARNING", logger="arttl"):
+            records.append(run_training(cfg, cfg.run_dir))
+    first, second = records
+    assert first["stable_checkpoint"] == second["stable_checkpoint"]
+    assert first["checkpoint"] == str(tmp_path / "s1" / "checkpoints" / "best.ckpt")
+    assert f"held run {first['run_id']}'s (seed 1, " in caplog.text
+    assert caplog.text.count("now holds this run's best checkpoint") == 1  # not for the first
+    ev = evaluate_checkpoint(first["checkpoint"], tmp_path / "ev", device="cpu").metrics
+    assert ev["top1"] == pytest.approx(first["test"]["top1"]) and ev["run_id"] == first["run_id"]
 
 
 def test_report_writes_a_new_folder_and_counts_runs(tmp_path: Path, monkeypatch, capsys) -> None:

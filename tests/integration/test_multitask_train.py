@@ -96,7 +96,7 @@ def test_results_tasks_equal_metrics_recomputed_from_the_checkpoint(mt: MultiTas
     assert record["challenge"] == "type+material+period"
     assert record["num_classes"] == sum(len(c) for c in classes.values())
     assert list(record["tasks"]) == TASKS
-    model = ArtClassifier.from_checkpoint(record["run_checkpoint"])
+    model = ArtClassifier.from_checkpoint(record["checkpoint"])
     assert model.task_names == TASKS
     for split in ("val", "test"):
         logits, labels = _predictions(model, mt.store_dir, split)
@@ -153,7 +153,7 @@ def test_one_task_checkpoint_into_a_multitask_run(mt: MultiTaskRun) -> None:
 
 
 def test_multitask_checkpoint_into_a_one_task_run(mt: MultiTaskRun) -> None:
-    ckpt = Path(mt.record["run_checkpoint"])
+    ckpt = Path(mt.record["checkpoint"])
     cfg = mt.compose(f"backbone.weights={ckpt}", "tasks=[material]")
     assert _check_transfer(cfg, mt.store_dir, ckpt, 3).task_names == ["material"]
     # its stable copy never replaces the all-tasks network's
@@ -167,7 +167,7 @@ def test_off_the_shelf_heads_of_a_store_share_one_feature_cache(mt: MultiTaskRun
     calls: list[int] = []
     real = features_mod.extract
     monkeypatch.setattr(features_mod, "extract", lambda *a, **k: calls.append(1) or real(*a, **k))
-    ckpt = mt.record["run_checkpoint"]
+    ckpt = mt.record["checkpoint"]
     common = ("mode=off_the_shelf", f"backbone.weights={ckpt}", "save_stable_checkpoint=false")
     first_cfg = mt.compose(*common, f"run_dir={mt.root}/ots_all")
     first = run_training(first_cfg, first_cfg.run_dir)
@@ -191,7 +191,7 @@ def test_off_the_shelf_heads_of_a_store_share_one_feature_cache(mt: MultiTaskRun
     assert second["identity_hash"] != first["identity_hash"]  # another experiment, not a seed
     # the material head learnt and was tested on the material column: recompute its test
     # metrics from the cached features and the store's material labels
-    head = ArtClassifier.from_checkpoint(second["run_checkpoint"])
+    head = ArtClassifier.from_checkpoint(second["checkpoint"])
     with h5py.File(next(p for p in cache if p.name.startswith("test-")), "r") as f:
         features = torch.from_numpy(f["features"][()])
     labels = H5ImageDataset(split_file(mt.store_dir, "test"), tasks=["material"]).labels[:, 0]
@@ -205,7 +205,7 @@ def test_off_the_shelf_heads_of_a_store_share_one_feature_cache(mt: MultiTaskRun
 
 
 def test_resume_with_another_task_set_is_refused(mt: MultiTaskRun, tmp_path) -> None:
-    ckpt = Path(mt.record["run_checkpoint"])
+    ckpt = Path(mt.record["checkpoint"])
     tasks = model_tasks(mt.compose(), mt.store_dir)
     assert tasks is not None
     check_same_classes(ckpt, tasks["type"], tasks)  # the same task set continues
@@ -240,7 +240,7 @@ def test_the_independent_spot_check_agrees_task_by_task(mt: MultiTaskRun) -> Non
     spec = importlib.util.spec_from_file_location("spot_check", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rows = module.independent_top_k(Path(mt.record["run_checkpoint"]).parents[1])
+    rows = module.independent_top_k(Path(mt.record["checkpoint"]).parents[1])
     assert [task for task, *_ in rows] == TASKS
     for task, ours, theirs, n in rows:
         assert n == mt.record["tasks"][task]["samples"]["test"]

@@ -114,7 +114,7 @@ def test_feature_cache_follows_the_store_contents(tmp_path, monkeypatch):
 def test_evaluate_refuses_a_store_split_differently(tmp_path):
     data = real_subset(tmp_path / "raw", DEMO, ["altar", "apse", "vault", "column"], 12)
     first = train(tmp_path, data, run="a")
-    ckpt = first["run_checkpoint"]  # the stable checkpoints/<experiment>/ copy is replaced by b
+    ckpt = first["checkpoint"]  # its own best.ckpt (b replaces the stable copy)
     ok = evaluate_checkpoint(ckpt, tmp_path / "eval0", device="cpu").metrics
     assert ok["same_store_as_training"] is True and ok["split"] == "test"
     train(tmp_path, data, "store.seed=7", run="b")  # the same store folder, re-split
@@ -161,7 +161,7 @@ def test_bf16_training_reports_the_fp32_metrics_evaluate_computes(tmp_path):
     data = real_subset(tmp_path / "raw", DEMO, ["altar", "apse", "vault", "column", "gargoyle"], 12)
     record = train(tmp_path, data, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
     assert record["precision"] == "bf16-mixed" and record["eval_precision"] == "32-true"
-    ev = evaluate_checkpoint(record["run_checkpoint"], tmp_path / "eval", device="cpu").metrics
+    ev = evaluate_checkpoint(record["checkpoint"], tmp_path / "eval", device="cpu").metrics
     for key in ("top1", "top3", "macro_top1"):
         assert record["test"][key] == pytest.approx(ev[key], abs=1e-6), key
     assert record["test"]["loss"] == pytest.approx(ev["loss"], abs=1e-5)

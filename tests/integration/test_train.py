@@ -184,8 +184,8 @@ def test_partial_changes_only_the_top_groups(tmp_path, folder):
     record = run_training(cfg, cfg.run_dir)
     stable = tmp_path / "checkpoints" / cfg.name / "test_resnet-partial.ckpt"
     assert cfg.name.startswith("imagefolder_class__")  # no preset: named after its source
-    assert record["checkpoint"] == str(stable) and stable.is_file()  # the name *_from_rijks use
-    after = dict(ArtClassifier.from_checkpoint(record["checkpoint"]).backbone.named_parameters())
+    assert record["stable_checkpoint"] == str(stable) and stable.is_file()  # *_from_* name it
+    after = dict(ArtClassifier.from_checkpoint(stable).backbone.named_parameters())
     changed = {n for n, t in before.items() if not torch.equal(t, after[n])}
     assert changed and changed <= top
     assert set(model.trainable) == top

@@ -36,6 +36,8 @@ RESUME_MAY_CHANGE = (
     "callbacks.early_stopping.patience",
     "callbacks.progress",
     "callbacks.checkpoint.dirpath",  # follows run_dir
+    "callbacks.checkpoint.save_last",  # older runs wrote last.ckpt from there; now callbacks.last
+    "callbacks.last",
     "logger",
     "paths",
     "run_dir",
@@ -190,6 +192,7 @@ _OBSERVERS = (
     "trainer.benchmark",
     "callbacks.progress",
     "callbacks.checkpoint",  # where checkpoints go, not what they hold
+    "callbacks.last",
     "callbacks.lr_monitor",
     "callbacks.model_summary",
 )

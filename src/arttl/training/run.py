@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import arttl
 from arttl.atomic import atomic_path
+from arttl.cli import display_path
 from arttl.config_schema import check_train_config, resolved
 from arttl.data.build import store_provenance
 from arttl.data.config import prepare_from_config
@@ -357,7 +358,10 @@ def fit_and_test(cfg: DictConfig, plan: ResumePlan, setup: RunSetup) -> RunOutco
         keep_history(run_dir, plan.ckpt_path)
     with ddp_job(trainer.world_size):
         trainer.fit(model, datamodule=dm, ckpt_path=plan.ckpt_path)
-        ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        # the monitored one (best.ckpt), not callbacks.last
+        ckpt_cb = next(
+            (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
+        )
         best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
         tester = build_tester(cfg, run_dir, trainer)
         # Re-validating the best checkpoint is not a new epoch: keep it out of the curves.
@@ -368,9 +372,28 @@ def fit_and_test(cfg: DictConfig, plan: ResumePlan, setup: RunSetup) -> RunOutco
     stable = None
     if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
         stable = stable_checkpoint_path(cfg)
-        with atomic_path(stable) as tmp:
-            shutil.copyfile(best, tmp)
+        save_stable_copy(best, stable, setup.run_id)
     return RunOutcome(trainer, tester.precision, val_raw, test_raw, best, stable)
+
+
+def save_stable_copy(best: str, stable: Path, run_id: str) -> None:
+    """Copy the run's best checkpoint to its stable name, saying whose copy it replaces: seeds,
+    sweep jobs and trials of one name, backbone and mode share that file (the last run's wins);
+    each run's results.json names its own best.ckpt, which nothing replaces."""
+    if stable.is_file():
+        old = read_provenance(stable)
+        if old.get("run_id") != run_id:
+            was = old.get("run_config") or {}
+            log.warning(
+                "%s now holds this run's best checkpoint; it held run %s's (seed %s, %s). "
+                "*_from_* presets and commands naming this file get this run's network.",
+                display_path(stable),
+                old.get("run_id", "?"),
+                was.get("seed", "?"),
+                display_path(was.get("run_dir", "?")),
+            )
+    with atomic_path(stable) as tmp:
+        shutil.copyfile(best, tmp)
 
 
 def results_record(
@@ -398,8 +421,9 @@ def results_record(
         **setup.choice.record(),  # precision, device, channels_last, cpu_bf16 (training)
         "eval_precision": outcome.eval_precision,  # val/test above
         "seed": int(cfg.seed),
-        "checkpoint": str(outcome.stable or best or ""),
-        "run_checkpoint": str(best or ""),  # this run's own copy: later runs replace `checkpoint`
+        "checkpoint": str(best or ""),  # this run's own: nothing replaces it
+        # the copy other experiments name; the next run of this name, backbone and mode replaces it
+        "stable_checkpoint": None if outcome.stable is None else str(outcome.stable),
         "history_csv": "metrics.csv",
         "run_id": setup.run_id,
         "identity_hash": setup.identity_hash,
