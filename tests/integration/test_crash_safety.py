@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from arttl.data.datamodule import check_store
 from arttl.data.store import SPLITS, split_file
 from arttl.errors import ConfigError
-from arttl.training.checkpointing import AtomicCheckpointIO
+from arttl.training.checkpointing import AtomicCheckpointIO, continue_in
 from arttl.training.run import build_callbacks
 from tests.fixtures.raw_datasets import make_imagefolder
 from tests.fixtures.training import compose_train
@@ -135,18 +135,44 @@ class _RisingValLoss(L.LightningModule):
 def test_last_ckpt_is_every_epoch_even_when_val_loss_rises(tmp_path):
     """conf/callbacks' last.ckpt is what resume continues from: it must hold the newest epoch,
     not the best one (Lightning's save_last=true writes it only when best.ckpt changes)."""
-    cfg = compose_train(tmp_path, "callbacks.early_stopping=null", "callbacks.progress=null")
-    data = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+    cfg = compose_train(tmp_path, "callbacks.early_stopping=null")
+    _fit_rising(cfg, 3)
+    folder = Path(cfg.run_dir) / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(folder / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def _fit_rising(cfg: Any, epochs: int, ckpt_path: Path | None = None) -> L.Trainer:
     trainer = L.Trainer(
         accelerator="cpu",
-        max_epochs=3,
+        max_epochs=epochs,
         callbacks=build_callbacks(cfg),
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(_RisingValLoss(), data, data)
-    folder = Path(cfg.run_dir) / "checkpoints"
-    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
-    assert torch.load(folder / "best.ckpt", weights_only=False)["epoch"] == 0
-    assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2
+    data = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+    trainer.fit(_RisingValLoss(), data, data, ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_continuing_another_runs_checkpoint_keeps_its_best(tmp_path):
+    """ckpt_path= from another run's folder: the new folder gets that run's best (epoch 0 here,
+    val/loss only rises) and keeps it unless a new epoch beats it; Lightning alone would pick
+    the best among the resumed epochs."""
+    first = compose_train(tmp_path, "callbacks.early_stopping=null", f"run_dir={tmp_path}/a")
+    _fit_rising(first, 2)
+    second = compose_train(tmp_path, "callbacks.early_stopping=null", f"run_dir={tmp_path}/b")
+    start = continue_in(tmp_path / "b", tmp_path / "a" / "checkpoints" / "last.ckpt")
+    assert start == tmp_path / "b" / "checkpoints" / "last.ckpt"
+    trainer = _fit_rising(second, 4, start)
+    best = trainer.checkpoint_callback.best_model_path
+    assert best == str(tmp_path / "b" / "checkpoints" / "best.ckpt")
+    assert torch.load(best, weights_only=False)["epoch"] == 0
+    assert float(trainer.checkpoint_callback.best_model_score) == 1.0
+    assert (
+        torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 3
+    )
+    own = tmp_path / "b" / "checkpoints" / "last.ckpt"
+    assert continue_in(tmp_path / "b", own) == own  # a checkpoint of this folder: as it is

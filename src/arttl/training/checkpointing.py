@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,13 +196,56 @@ def _plan(run_dir: Path, ckpt: Path | None) -> ResumePlan:
     return ResumePlan(run_dir, ckpt, finished=(run_dir / "results.json").is_file())
 
 
+def continue_in(run_dir: Path, ckpt_path: Path) -> Path:
+    """The checkpoint to continue from, in ``run_dir``: ``ckpt_path`` itself when it is there;
+    from another run's folder, a copy of it as ``run_dir/checkpoints/last.ckpt`` whose checkpoint
+    callbacks name this folder, with that run's best checkpoint copied beside it.
+
+    Hand-written because Lightning restores a ModelCheckpoint's best score only when its folder
+    is unchanged: the new run would otherwise pick its best among the resumed epochs alone.
+    Every write is atomic and deterministic, so DDP ranks doing it at once agree."""
+    here = run_dir / "checkpoints"
+    if ckpt_path.resolve().parent == here.resolve():
+        return ckpt_path
+    payload = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    for key, state in (payload.get("callbacks") or {}).items():
+        if key.startswith("ModelCheckpoint") and state.get("dirpath") not in (None, str(here)):
+            _move_checkpoint_state(state, here)
+    here.mkdir(parents=True, exist_ok=True)
+    with atomic_path(here / LAST) as tmp:
+        torch.save(payload, tmp)
+    return here / LAST
+
+
+def _move_checkpoint_state(state: dict[str, Any], here: Path) -> None:
+    """One ModelCheckpoint's state, its files copied into ``here`` (a missing best file drops the
+    score: the best is then chosen among the epochs still to come, as Lightning would)."""
+    best = Path(state.get("best_model_path") or "")
+    if state.get("best_model_score") is not None and not best.is_file():
+        state.update(best_model_score=None, best_model_path="", best_k_models={})
+        state.update(kth_best_model_path="", kth_value=None)
+    moved: dict[str, str] = {}
+    for path in {*state.get("best_k_models", {}), state.get("best_model_path") or ""} - {""}:
+        if Path(path).is_file():
+            with atomic_path(here / Path(path).name) as tmp:
+                shutil.copyfile(path, tmp)
+        moved[path] = str(here / Path(path).name)
+    state["best_k_models"] = {moved[p]: s for p, s in state.get("best_k_models", {}).items()}
+    for key in ("best_model_path", "kth_best_model_path"):
+        state[key] = moved.get(state.get(key) or "", state.get(key) or "")
+    state["last_model_path"] = str(here / LAST) if state.get("last_model_path") else ""
+    state["dirpath"] = str(here)
+
+
 def keep_history(run_dir: Path, ckpt_path: Path) -> None:
     """Set aside the metrics.csv rows up to the checkpoint's epoch before Lightning's CSVLogger
-    deletes the file (it starts a fresh metrics.csv in a non-empty folder)."""
+    deletes the file (it starts a fresh metrics.csv in a non-empty folder). Continuing from
+    another run's checkpoint (``<run>/checkpoints/*.ckpt``), that run's rows are the ones kept."""
     epoch = checkpoint_epoch(ckpt_path)
+    source = ckpt_path.parents[1] if (ckpt_path.parents[1] / HISTORY).is_file() else run_dir
     frames = [
         pd.read_csv(p)
-        for p in (run_dir / HISTORY_BEFORE_RESUME, run_dir / HISTORY)
+        for p in (source / HISTORY_BEFORE_RESUME, source / HISTORY)
         if p.is_file() and p.stat().st_size > 0
     ]
     if not frames:

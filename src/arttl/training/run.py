@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from arttl.training.checkpointing import (
     RNGState,
     check_same_classes,
     checkpoint_epoch,
+    continue_in,
     keep_history,
     merge_history,
     plan_resume,
@@ -354,10 +356,15 @@ def fit_and_test(cfg: DictConfig, plan: ResumePlan, setup: RunSetup) -> RunOutco
         cfg.mode.datamodule, model=model, store_dir=setup.store_dir, digest=setup.digest
     )
     trainer = build_trainer(cfg, run_dir, setup.choice)
-    if plan.ckpt_path is not None and trainer.is_global_zero:
-        keep_history(run_dir, plan.ckpt_path)
-    with ddp_job(trainer.world_size):
-        trainer.fit(model, datamodule=dm, ckpt_path=plan.ckpt_path)
+    ckpt_path = plan.ckpt_path
+    if ckpt_path is not None:
+        if trainer.is_global_zero:
+            keep_history(run_dir, ckpt_path)
+        ckpt_path = continue_in(run_dir, ckpt_path)  # another run's: its best comes along
+    with ddp_job(trainer.world_size), warnings.catch_warnings():
+        if ckpt_path is not None:  # continuing: the checkpoints there are this run's own
+            warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         # the monitored one (best.ckpt), not callbacks.last
         ckpt_cb = next(
             (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
