@@ -1,8 +1,9 @@
 """Entry-point plumbing shared by every command (``python -m arttl.<cmd>`` and ``arttl-<cmd>``).
 
 - A user mistake prints one line, ``error: …``, and exits 2 with no stack trace: an unknown
-  group choice (before Hydra starts), an override Hydra cannot apply, a ConfigError from the
-  task. A run folder the failed command left with nothing of its own in it is removed.
+  group choice (before Hydra starts), an override Hydra cannot apply (a typo in a key: its close
+  matches; a bare value: the ``key=`` it likely lacks), a ConfigError or a ``???`` value left
+  unset in the task. A run folder the failed command left with nothing of its own is removed.
 - A diverged training run exits 3; a failure of arttl itself exits 1.
 - Console and log (conf/hydra/job_logging/arttl.yaml): stdout shows arttl's own messages, stderr
   everyone's warnings, and ``<run folder>/<command>.log`` everything, Lightning's device and
@@ -22,6 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError, TrainingDiverged, choice_error
@@ -87,17 +91,23 @@ def fail(message: object, code: int = USER_ERROR_EXIT) -> NoReturn:
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Hydra task function: quiet third-party noise, route warnings to the run's log, and
-    end a ConfigError (exit 2) or a diverged run (exit 3) with one line and no stack trace."""
+    end a ConfigError or a ``???`` value read unset (exit 2), or a diverged run (exit 3), with one
+    line and no stack trace."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with quiet_warnings():
             try:
                 return fn(*args, **kwargs)
-            except ConfigError as err:
+            except (ConfigError, MissingMandatoryValue) as err:
+                message = str(err)
+                if isinstance(err, MissingMandatoryValue):
+                    from arttl.config_schema import missing_value
+
+                    message = missing_value(err.full_key or str(err.key))
                 if not _remove_unused_run_dir_quietly():
-                    log.error("%s", err, extra={"file_only": True})
-                fail(err, USER_ERROR_EXIT)
+                    log.error("%s", message, extra={"file_only": True})
+                fail(message, USER_ERROR_EXIT)
             except TrainingDiverged as err:
                 log.error("%s", err, extra={"file_only": True})
                 fail(err, DIVERGED_EXIT)
@@ -155,7 +165,6 @@ def run_entry_point(main: Callable[[], Any]) -> None:
     path as arttl's: ``error: …``, exit 2. HYDRA_FULL_ERROR=1 keeps Hydra's full report.
     """
     from hydra.errors import CompactHydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     try:
         check_group_choices(sys.argv[1:])
@@ -168,11 +177,67 @@ def run_entry_point(main: Callable[[], Any]) -> None:
     try:
         main()
     except CompactHydraException as err:
-        cause = err.__cause__
-        detail = f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else ""
-        fail(f"{err}{detail}", USER_ERROR_EXIT)
+        fail(hydra_error(err, _command(main), sys.argv[1:]), USER_ERROR_EXIT)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def hydra_error(err: Exception, command: str, argv: Sequence[str]) -> str:
+    """Hydra's message for a command line it cannot apply, made actionable where arttl can: a
+    typo in an existing key (Hydra would suggest adding it with ``+``) and a bare value."""
+    from hydra.errors import OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    cause = err.__cause__
+    if isinstance(err, OverrideParseException) and "=" not in err.override:
+        return _not_an_override(err.override, command, argv)
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and str(err).startswith(
+        "Could not override '"
+    ):
+        return _no_such_key(str(err), cause)
+    detail = f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else ""
+    return f"{err}{detail}"
+
+
+def _no_such_key(message: str, cause: Any) -> str:
+    """``trainer.max_epoch=3``: the keys at that level of the composed config that it is close to
+    (``cause``, OmegaConf's error, holds the node the key was looked up in)."""
+    from arttl.config_schema import close_keys
+
+    # Hydra's message ends "To append to your config use +<the override as typed>"
+    line = message.rpartition(" use +")[2].strip() or cause.full_key
+    typed, key, name = line.partition("=")[0], cause.full_key, str(cause.key)
+    known = list(cause.parent_node) if isinstance(cause.parent_node, DictConfig) else []
+    prefix = key[: -len(name)] if name and key.endswith(name) else ""
+    rest = typed.removeprefix(key) if typed.startswith(key) else ""  # traner.max_epochs: .max_…
+    close = [f"{prefix}{match}{rest}" for match in close_keys(name, map(str, known))]
+    fix = f"(a new key needs a leading +: +{line})"
+    if close:
+        return f"{line}: no such key; did you mean {', '.join(close)}? {fix}"
+    return f"{line}: no such key {fix}"
+
+
+def _not_an_override(value: str, command: str, argv: Sequence[str]) -> str:
+    """A bare value: name the ``key=`` it most likely lacks, a required (``???``) key of the
+    command's config not given yet; with several (predict: ckpt, input), ``ckpt`` for a ``.ckpt``."""
+    conf = CONF_DIR / f"{command}.yaml"
+    cfg = OmegaConf.load(conf) if command and conf.is_file() else OmegaConf.create()
+    given = {arg.lstrip("+~").partition("=")[0] for arg in argv if "=" in arg}
+    required = [k for k in cfg if OmegaConf.is_missing(cfg, k) and k not in given]
+    if len(required) > 1:
+        required = [k for k in required if (k == "ckpt") == value.endswith(".ckpt")]
+    if len(required) == 1:
+        return f"{value!r} is not a key=value override; did you mean {required[0]}={value}?"
+    return f"{value!r} is not a key=value override; settings are given as key=value"
+
+
+def _command(main: Callable[..., Any]) -> str:
+    """``evaluate`` for ``arttl.evaluate``'s entry point (``python -m`` runs it as __main__)."""
+    module = main.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else ""
+    return module.rpartition(".")[2]
 
 
 def display_path(path: str | Path) -> str:

@@ -214,10 +214,15 @@ class TrainConfig(Node):
 
 
 # -- _target_ nodes: their callable is their schema ----------------------------------------------
+def close_keys(name: str, known: Iterable[str]) -> list[str]:
+    """The keys among ``known`` that ``name`` is likely a typo of, closest first (at most 3)."""
+    return difflib.get_close_matches(name, sorted(known), n=3)
+
+
 def unknown_key(key: str, name: str, known: Iterable[str], fix: str) -> str:
     """The message for a key nobody reads, with close matches among the keys that are read."""
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3)
+    close = close_keys(name, known)
     if close:
         return f"{key}: unknown key; did you mean {', '.join(close)}? {fix}"
     return f"{key}: unknown key; known keys here: {', '.join(known)}. {fix}"
@@ -399,15 +404,24 @@ def _merged(defaults: Any, given: Any) -> Any:
 
 
 # -- entry points ----------------------------------------------------------------------------------
+# What to write after ``<key>=`` for a ``???`` value left unset; ``<value>`` for the others.
+REQUIRED_VALUES = {"dataset.root": "<folder of the collection>"}
+
+
+def missing_value(key: str) -> str:
+    """The message for a ``???`` value left unset: which key, and how to set it."""
+    return (
+        f"{key} is required (it is ??? in the config): add "
+        f"{key}={REQUIRED_VALUES.get(key, '<value>')}"
+    )
+
+
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain containers; a missing (???) or broken value is a ConfigError."""
     try:
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except MissingMandatoryValue as err:
-        raise ConfigError(
-            f"{err.full_key} is required (it is ??? in the config); set it, e.g. "
-            f"`{err.full_key}=<value>` on the command line."
-        ) from None
+        raise ConfigError(missing_value(err.full_key)) from None
     except OmegaConfBaseException as err:
         raise ConfigError(f"{err.full_key}: {err.msg}") from None
 

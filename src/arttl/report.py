@@ -114,7 +114,7 @@ def _main(cfg: DictConfig) -> None:
 
     if not runs:
         raise ConfigError(
-            "no runs folder given: `python -m arttl.report multirun/<date>/<time>` or "
+            "no runs folder given: `python -m arttl.report multirun/<name>/<time>` or "
             "runs=[folder1,folder2]."
         )
     report = make_report(

@@ -18,8 +18,10 @@ from omegaconf import OmegaConf
 from arttl import evaluate as evaluate_cli
 from arttl import export as export_cli
 from arttl import predict as predict_cli
+from arttl import prepare as prepare_cli
 from arttl import report as report_cli
 from arttl import saliency as saliency_cli
+from arttl import train as train_cli
 from arttl.cli import check_group_choices, warning_text
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
@@ -77,10 +79,11 @@ def test_demo_is_quiet_and_ends_with_where_it_wrote(tmp_path: Path) -> None:
         assert noise not in done.stderr, f"{noise!r} on stderr:\n{done.stderr[-3000:]}"
         assert noise not in done.stdout, f"{noise!r} on stdout:\n{done.stdout[-3000:]}"
     assert "Traceback" not in done.stderr
-    last = done.stdout.strip().splitlines()[-3:]
+    last = done.stdout.strip().splitlines()[-4:]
     assert last[0] == "run folder: run"
     assert last[1].split() == ["results:", "run/results.json"]
-    assert last[2] == "checkpoint: checkpoints/demo/test_resnet-scratch.ckpt"
+    assert last[2] == "checkpoint: run/checkpoints/best.ckpt"  # its own: nothing replaces it
+    assert last[3].startswith("stable copy: checkpoints/demo/test_resnet-scratch.ckpt (")
     assert (tmp_path / "run" / "results.json").is_file()
     assert (tmp_path / "checkpoints" / "demo" / "test_resnet-scratch.ckpt").is_file()
 
@@ -128,6 +131,73 @@ def test_user_errors_exit_2_and_leave_no_run_folder(
     assert done.stderr.startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # outputs/evaluate/<date>/ made by Hydra, then removed
+
+
+def _cli_error(module, args: list[str], tmp_path: Path, monkeypatch, capsys) -> str:
+    """Run ``python -m <module> <args>`` in this process from ``tmp_path``; it must exit 2."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [module.__name__, *args])
+    with pytest.raises(SystemExit) as exit_info:
+        module.cli()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err  # one line, no traceback
+    assert list(tmp_path.iterdir()) == []  # the run folder Hydra made, if any, is removed
+    return err
+
+
+@pytest.mark.parametrize("module", [prepare_cli, train_cli])
+def test_missing_required_value_names_the_key(module, tmp_path: Path, monkeypatch, capsys) -> None:
+    err = _cli_error(module, ["dataset=imagefolder"], tmp_path, monkeypatch, capsys)
+    assert "dataset.root is required" in err
+    assert "add dataset.root=<folder of the collection>" in err
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        (
+            "trainer.max_epoch=3",
+            "trainer.max_epoch=3: no such key; did you mean trainer.max_epochs? "
+            "(a new key needs a leading +: +trainer.max_epoch=3)",
+        ),
+        (
+            "traner.max_epochs=3",  # a typo in the parent: the whole key suggested
+            "traner.max_epochs=3: no such key; did you mean trainer.max_epochs? "
+            "(a new key needs a leading +: +traner.max_epochs=3)",
+        ),
+        (
+            "trainer.qqqqq=3",  # nothing close: the plus is the hint
+            "trainer.qqqqq=3: no such key (a new key needs a leading +: +trainer.qqqqq=3)",
+        ),
+    ],
+)
+def test_key_typo_without_plus_names_close_keys(
+    arg: str, message: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    err = _cli_error(train_cli, ["+experiment=demo", arg], tmp_path, monkeypatch, capsys)
+    assert err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        (
+            evaluate_cli,
+            ["checkpoints/x.ckpt"],
+            "'checkpoints/x.ckpt' is not a key=value override; did you mean "
+            "ckpt=checkpoints/x.ckpt?",
+        ),
+        (predict_cli, ["x.ckpt"], "did you mean ckpt=x.ckpt?"),  # predict needs ckpt and input
+        (predict_cli, ["ckpt=x.ckpt", "photos"], "did you mean input=photos?"),
+        (export_cli, ["model"], "did you mean ckpt=model?"),
+        (train_cli, ["resnet50"], "'resnet50' is not a key=value override; settings are given"),
+    ],
+)
+def test_bare_value_is_not_an_override(
+    module, args: list[str], message: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    assert message in _cli_error(module, args, tmp_path, monkeypatch, capsys)
 
 
 def test_experiment_without_plus_points_to_name() -> None:

@@ -7,7 +7,10 @@ WikiArt paintings and the Egyptian museum objects.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from arttl.training.run import run_training
 from tests.fixtures.training import compose_train
 
 REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 DEMO = REPO / "data" / "demo" / "images"
 PAINTINGS = REPO / "data" / "demo" / "paintings"
 OBJECTS = REPO / "data" / "demo" / "objects"
@@ -118,8 +122,27 @@ def test_evaluate_refuses_a_store_split_differently(tmp_path):
     ok = evaluate_checkpoint(ckpt, tmp_path / "eval0", device="cpu").metrics
     assert ok["same_store_as_training"] is True and ok["split"] == "test"
     train(tmp_path, data, "store.seed=7", run="b")  # the same store folder, re-split
-    with pytest.raises(ConfigError, match=r"were in the checkpoint's training data"):
+    with pytest.raises(ConfigError, match=r"were in the checkpoint's training data") as err:
         evaluate_checkpoint(ckpt, tmp_path / "eval1", device="cpu")
+    own = first["store"]["dir"]  # the message says what changed and how to rebuild it elsewhere
+    assert (
+        f"{own} is the checkpoint's own store folder, rebuilt since it trained (store.seed: 42 -> 7)"
+        in str(err.value)
+    )
+    hint = str(err.value).split("`")[1]
+    assert hint.startswith(
+        f"python -m arttl.prepare dataset=imagefolder dataset.root={data} dataset.challenge=class "
+    )
+    assert "store.seed=42" in hint and "store.shorter_side=null" in hint
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "arttl.prepare", *hint.split()[3:], "num_workers=1",
+         f"hydra.run.dir={tmp_path}/prep"],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    again = evaluate_checkpoint(ckpt, tmp_path / "eval4", store=f"{own}-as-trained", device="cpu")
+    assert again.metrics["same_store_as_training"] is True
+    assert again.metrics["top1"] == pytest.approx(ok["top1"])
     loud = evaluate_checkpoint(ckpt, tmp_path / "eval2", device="cpu", allow_other_store=True)
     seen = loud.metrics["images_seen_in_training"]
     assert seen["train"] + seen["val"] > 0

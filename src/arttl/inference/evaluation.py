@@ -166,12 +166,47 @@ def check_leakage(
     )
     if not allow_other_store:
         raise ConfigError(
-            message + f" Evaluate on the checkpoint's own store (store.dir="
-            f"{model.hparams.get('store')}), or add allow_other_store=true to evaluate anyway "
-            "(the counts are then written to metrics.json)."
+            message
+            + (
+                rebuilt_store_hint(model, path)
+                or f" Evaluate on the checkpoint's own store (store.dir={model.hparams.get('store')})"
+            )
+            + ", or add allow_other_store=true to evaluate anyway (the counts are then written to "
+            "metrics.json)."
         )
     STDERR.print(f"[bold red]warning[/bold red]: {message} (allow_other_store=true)")
     return out
+
+
+def rebuilt_store_hint(model: ArtClassifier, path: Path) -> str:
+    """When ``path`` is in the checkpoint's own store folder, rebuilt since it trained (another
+    store setting): which settings changed, and the prepare command that rebuilds the checkpoint's
+    store elsewhere (the same settings and seed give the same split). Empty otherwise."""
+    config = (model.provenance or {}).get("run_config") or {}
+    own = ((model.provenance or {}).get("store") or {}).get("dir")
+    if not own or Path(own).resolve() != path.resolve().parent or "store" not in config:
+        return ""
+    now = json.loads(read_attrs(path).get("settings") or "{}")
+    changed = {k: v for k, v in config["store"].items() if k in now and now[k] != v}
+    if not changed:
+        return ""
+    diff = ", ".join(f"store.{k}: {v!r} -> {now[k]!r}" for k, v in changed.items())
+    ds = config.get("dataset") or {}
+    source = (
+        f"+experiment={config['experiment']}"
+        if config.get("experiment") not in (None, "default")
+        else f"dataset={ds.get('name')} dataset.root={ds.get('root')} "
+        f"dataset.challenge={ds.get('challenge')}"
+    )
+    trained = {k: v for k, v in config["store"].items() if k in now}  # every recorded setting
+    again = " ".join(
+        f"store.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in trained.items()
+    )
+    return (
+        f" {own} is the checkpoint's own store folder, rebuilt since it trained ({diff}). "
+        f"Rebuild its store in another folder, `python -m arttl.prepare {source} {again} "
+        f"store.dir={own}-as-trained`, then evaluate with store={own}-as-trained"
+    )
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
