@@ -312,7 +312,9 @@ def find_results(folders: str | Path | Iterable[str | Path]) -> list[Path]:
         folders = [folders]
     folders = [Path(f) for f in folders]
     if not folders:
-        raise ConfigError("runs=[]: name at least one runs folder (e.g. a multirun/<name>/<time> folder).")
+        raise ConfigError(
+            "runs=[]: name at least one runs folder (e.g. a multirun/<name>/<time> folder)."
+        )
     found: dict[Path, None] = {}
     for folder in folders:
         if folder.is_file():
