@@ -44,3 +44,8 @@ def _looks_remote(text: str) -> bool:
 OmegaConf.register_new_resolver("arttl_source_tag", source_tag, replace=True)
 # ${arttl_challenge:${dataset.challenge}}: one task's name, or several joined ("type+material").
 OmegaConf.register_new_resolver("arttl_challenge", challenge_name, replace=True)
+# ${arttl_or:${out_dir},outputs/...}: a command's run folder is the out_dir it was given, so its
+# log and .hydra/ sit beside what it wrote (oc.select gives null for a null value, not the default)
+OmegaConf.register_new_resolver(
+    "arttl_or", lambda value, default: default if value is None else value, replace=True
+)

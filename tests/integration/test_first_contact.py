@@ -358,6 +358,19 @@ def test_report_writes_a_new_folder_and_counts_runs(tmp_path: Path, monkeypatch,
     assert not (runs / "report").exists()  # the runs folder stays as training left it
 
 
+def test_out_dir_is_the_run_folder_log_included(tmp_path: Path, monkeypatch, capsys) -> None:
+    """out_dir= holds everything the command wrote, its log too: no dated outputs/<cmd>/ folder
+    left beside it with only a log in it."""
+    runs = tmp_path / "runs"
+    write_run(runs / "0", results_record(test={"top1": 0.875}), val_top1=[0.5, 0.9])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["arttl.report", str(runs), "curves=false", "out_dir=paper"])
+    report_cli.cli()
+    assert (tmp_path / "paper" / "report.md").is_file()
+    assert (tmp_path / "paper" / "report.log").is_file()
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize(
     ("formatted", "message"),
     [
