@@ -69,7 +69,7 @@ REQUIRED_KEYS: tuple[str, ...] = tuple(ResultsRecord.__annotations__)
 # be averaged as seeds of one experiment (it hashes everything that changes the result except the
 # seed); ``identity`` is the nested record it hashes (source, store, preprocessing, weights,
 # mode, training...), which ``report`` uses to say how two runs differ.
-OPTIONAL_KEYS = ("run_id", "identity_hash", "identity", "tasks", "stable_checkpoint")
+OPTIONAL_KEYS = ("run_id", "identity_hash", "identity", "tasks", "stable_checkpoint", "evaluated")
 # A multi-task run (one network, one head per task) keeps the top-level keys, its val/test then
 # the mean over tasks, and adds ``tasks``: {task: {classes, samples, val, test}} (samples count
 # the images with that task's label). A run of one task of a multi-task store has one task there.

@@ -306,6 +306,8 @@ def test_stable_checkpoints_are_named_after_the_study(tmp_path: Path) -> None:
     ]
     custom = compose_train(tmp_path, *tiny)  # dataset=demo, no preset
     record = run_training(custom, custom.run_dir)
+    # limit_*_batches=1 at batch 8: the metrics are on 8 images of each split, and say so
+    assert record["evaluated"] == {"val": 8, "test": 8} and record["samples"]["test"] == 40
     assert custom.name.startswith("demo_class__demo-images-")
     assert record["stable_checkpoint"] == str(
         tmp_path / "checkpoints" / custom.name / "test_resnet-fine_tune.ckpt"

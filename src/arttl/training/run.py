@@ -251,6 +251,17 @@ class RunOutcome:
     test: dict[str, Any]
     best: str | None
     stable: Path | None
+    evaluated: dict[str, int | None]  # images the val/test metrics are on (limit_*_batches)
+
+
+def images_run(batches: list[int] | Any, loader: Any) -> int | None:
+    """How many images a validate/test pass saw: ``trainer.limit_*_batches`` may end it early.
+    Hand-written: Lightning counts batches only; its loaders are sequential and keep the last,
+    partial batch, so the passes see full batches first."""
+    if not batches or loader is None or not hasattr(loader, "dataset"):
+        return None
+    size = len(loader.dataset)
+    return min(int(batches[0]) * int(loader.batch_size), size) if loader.batch_size else size
 
 
 def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -374,13 +385,15 @@ def fit_and_test(cfg: DictConfig, plan: ResumePlan, setup: RunSetup) -> RunOutco
         # Re-validating the best checkpoint is not a new epoch: keep it out of the curves.
         loggers, tester.loggers = tester.loggers, []
         val_raw = tester.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        evaluated = {"val": images_run(tester.num_val_batches, tester.val_dataloaders)}
         tester.loggers = loggers
         test_raw = tester.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0]
+        evaluated["test"] = images_run(tester.num_test_batches, tester.test_dataloaders)
     stable = None
     if best and cfg.save_stable_checkpoint and trainer.is_global_zero:
         stable = stable_checkpoint_path(cfg)
         save_stable_copy(best, stable, setup.run_id)
-    return RunOutcome(trainer, tester.precision, val_raw, test_raw, best, stable)
+    return RunOutcome(trainer, tester.precision, val_raw, test_raw, best, stable, evaluated)
 
 
 def save_stable_copy(best: str, stable: Path, run_id: str) -> None:
@@ -420,6 +433,7 @@ def results_record(
         "weights": None if cfg.backbone.weights is None else str(cfg.backbone.weights),
         "num_classes": int(setup.model.hparams["num_classes"]),
         "samples": {s: int(n) for s, n in setup.store["counts"].items()},
+        "evaluated": partial_evaluation(outcome.evaluated, setup.store["counts"]),
         "best_epoch": checkpoint_epoch(best) if best else None,
         "val": metric_record(outcome.val, "val/"),
         "test": metric_record(outcome.test, "test/"),
@@ -461,6 +475,25 @@ def task_results(
         }
         for task, classes in tasks.items()
     }
+
+
+def partial_evaluation(
+    evaluated: dict[str, int | None], counts: dict[str, int]
+) -> dict[str, int | None]:
+    """results.json's ``evaluated``: the images val/test metrics are on; a pass cut short by
+    ``trainer.limit_*_batches`` is said loudly (its numbers are not the split's)."""
+    for split, n in evaluated.items():
+        if n is not None and n < int(counts.get(split, n)):
+            log.warning(
+                "%s metrics are on %d of the %d %s images (trainer.limit_%s_batches): not the "
+                "whole split's numbers",
+                split,
+                n,
+                counts[split],
+                split,
+                split,
+            )
+    return evaluated
 
 
 def stable_checkpoint_path(cfg: DictConfig) -> Path:
