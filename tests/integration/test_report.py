@@ -316,3 +316,24 @@ def test_input_sizes_and_weight_files_are_separated_in_the_report(tmp_path: Path
         ("vgg19", "file (b.safetensors)"),
     ]
     assert len(report.notes) >= 2
+
+
+def test_curve_colours_follow_the_initialisation_in_every_report(tmp_path: Path) -> None:
+    """θ is blue whether or not θ̂ lines sort before it; a second θ̂ source gets a colour of its
+    own; a one-epoch run's axis shows whole epochs."""
+    from matplotlib.colors import to_hex
+
+    from arttl.reporting.curves import _curves_figure, line_colours
+
+    alone = line_colours([("vgg19", "imagenet")])
+    both = line_colours(
+        [("vgg19", "arttl (a.ckpt)"), ("vgg19", "arttl (b.ckpt)"), ("vgg19", "imagenet")]
+    )
+    assert alone[("vgg19", "imagenet")] == both[("vgg19", "imagenet")] == "tab:blue"
+    assert both[("vgg19", "arttl (a.ckpt)")] == "tab:orange"
+    assert len(set(both.values())) == 3
+    one_epoch = {("fine_tune", "vgg19", "imagenet"): [pd.Series([0.5])]}
+    ax = _curves_figure("t", one_epoch, "val top1").axes[0]
+    assert ax.get_xlim() == (0.5, 1.5)
+    assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
+    assert to_hex(ax.get_lines()[0].get_color()) == to_hex("tab:blue")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure  # not pyplot: no global state, the caller's backend untouched
 from matplotlib.ticker import MaxNLocator
 
@@ -24,6 +24,10 @@ from arttl.results import INIT_IMAGENET
 
 MODE_ORDER = ("off_the_shelf", "fine_tune", "partial", "gradual", "scratch")
 INIT_MARKERS = {INIT_IMAGENET: "o", "arttl": "s", "none": "x"}  # θ, θ̂, from scratch
+# The first line of each initialisation keeps its colour in every report (θ blue, θ̂ orange,
+# from scratch grey, a weights file green); more lines of one kind take the next free tab10 ones.
+INIT_COLOURS = {INIT_IMAGENET: "tab:blue", "arttl": "tab:orange", "none": "tab:gray"}
+OTHER_COLOUR = "tab:green"
 
 
 def read_history(path: str | Path, metric: str = "val/top1") -> pd.Series:
@@ -113,7 +117,7 @@ def _histories(group: pd.DataFrame, metric: str, scale: float, missing: list[str
 
 def _draw_panel(ax: Any, mode: str, curves: Curves, colours: dict, several: bool) -> dict:
     """One mode's lines (mean over seeds) and bands (min–max); returns {label: line}."""
-    handles = {}
+    handles, last = {}, 1
     beside = any(split_multitask(init)[1] for _, init in colours)
     for backbone, init in colours:
         histories = curves.get((mode, backbone, init))
@@ -133,11 +137,27 @@ def _draw_panel(ax: Any, mode: str, curves: Curves, colours: dict, several: bool
         if len(histories) > 1:
             ax.fill_between(x, band["min"], band["max"], color=colour, alpha=0.18, lw=0)
         handles[label] = line
+        last = max(last, int(x.max()))
     ax.set_title(mode_text(mode), fontsize="medium")
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, last + 0.5)  # whole epochs, even for a one-epoch run (no 0.95…1.05 ticks)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
     return handles
+
+
+def line_colours(lines: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """(backbone, init) -> colour: the first line of each initialisation its INIT_COLOURS one,
+    further lines of a kind the tab10 colours no kind owns, in turn."""
+    owned = {*INIT_COLOURS.values(), OTHER_COLOUR}
+    spare = [c for c in TABLEAU_COLORS if c not in owned]
+    out: dict[tuple[str, str], Any] = {}
+    for key in lines:
+        colour = INIT_COLOURS.get(init_of_label(key[1]), OTHER_COLOUR)
+        if colour in out.values():
+            colour = spare[sum(c in spare for c in out.values()) % len(spare)]
+        out[key] = colour
+    return out
 
 
 def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
@@ -146,7 +166,7 @@ def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
         key=lambda m: (m not in MODE_ORDER, MODE_ORDER.index(m) if m in MODE_ORDER else 0, m),
     )
     lines = sorted({(b, i) for _, b, i in curves}, key=lambda k: (init_of_label(k[1]) == "none", k))
-    colours = {k: colormaps["tab10"](i % 10) for i, k in enumerate(lines)}
+    colours = line_colours(lines)
     several = len({b for b, _ in lines}) > 1
     ncols = min(len(modes), 3)
     nrows = -(-len(modes) // ncols)
