@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
+from rich.console import Console
 
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError, TrainingDiverged, choice_error
@@ -238,6 +239,14 @@ def _command(main: Callable[..., Any]) -> str:
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         module = spec.name if spec is not None else ""
     return module.rpartition(".")[2]
+
+
+def output_console(stderr: bool = False) -> Console:
+    """Where a command prints tables and summaries. A pipe or log file gets 160 columns, not
+    rich's 80, which fold labels and file names mid-word; long lines are never broken (soft wrap),
+    so a printed path can be copied whole."""
+    out = Console(stderr=stderr, soft_wrap=True)
+    return out if out.is_terminal else Console(stderr=stderr, soft_wrap=True, width=160)
 
 
 def display_path(path: str | Path) -> str:

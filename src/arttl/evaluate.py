@@ -8,10 +8,9 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import display_path, run_entry_point, user_errors
+from arttl.cli import display_path, output_console, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.inference.evaluation import evaluate_checkpoint
@@ -37,7 +36,7 @@ def main(cfg: DictConfig) -> float:
         device=cfg.device,
         allow_other_store=bool(cfg.get("allow_other_store", False)),
     )
-    console = Console()
+    console = output_console()
     console.print(metrics_table(ev.metrics, Path(cfg.ckpt).name))
     log.info("%d files in %s (summary.md)", len(ev.files), display_path(ev.out_dir))
     return float(ev.metrics["top1"])  # a multi-task checkpoint: the mean over its tasks

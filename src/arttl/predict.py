@@ -10,10 +10,9 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import display_path, run_entry_point, user_errors
+from arttl.cli import display_path, output_console, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.inference.prediction import (
@@ -107,7 +106,7 @@ def main(cfg: DictConfig) -> None:
         num_workers=int(cfg.num_workers),
         shorter_side=cfg.shorter_side,
     )
-    err = Console(stderr=True)
+    err = output_console(stderr=True)
     for row in result.rejected.to_dict(orient="records"):
         err.print(f"skipped {row['path']}: {row['reason']}", highlight=False, soft_wrap=True)
     if result.table.empty:
@@ -116,7 +115,7 @@ def main(cfg: DictConfig) -> None:
     meta = {"checkpoint": ckpt, "backbone": model.hparams["backbone"], "inputs": len(paths)}
     files = write_predictions(result, out_dir, meta)
 
-    console = Console()
+    console = output_console()
     table = predictions_table(result, model, Path(ckpt).name, int(cfg.show))
     console.print(table, width=min(console.width, TABLE_WIDTH))
     if len(result.table) > int(cfg.show):

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import USER_ERROR_EXIT, display_path, run_entry_point, user_errors
+from arttl.cli import USER_ERROR_EXIT, display_path, output_console, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.reporting.runs import (
     MULTITASK_EXPLANATION,
@@ -125,9 +125,7 @@ def _main(cfg: DictConfig) -> None:
         curve_metric=cfg.curve_metric,
         curves=bool(cfg.curves),
     )
-    # A log file or pipe gets rich's 80 columns, which folds every label of the tables; there,
-    # print them wide (a terminal keeps its own width).
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = output_console()
     higher = not str(cfg.metric).endswith("loss")
     console.print(cell_explanation(str(cfg.metric)), markup=False)
     for name, title in TABLES.items():

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import display_path, run_entry_point, user_errors
+from arttl.cli import display_path, output_console, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.explain.compare import CompareOptions, Comparison, compare_models
@@ -75,7 +75,7 @@ def print_agreement(comparison: Comparison, console: Console) -> None:
 
 def run_saliency(cfg: DictConfig, out_dir: str | Path) -> dict[str, Path]:
     """Check the config, load the models, explain every image, write the four files."""
-    console = Console()
+    console = output_console()
     options = OmegaConf.to_container(cfg.method_options, resolve=True) if cfg.method_options else {}
     if not isinstance(options, dict):
         raise ConfigError(f"method_options={options!r} must be a mapping, e.g. {{n_steps: 64}}.")

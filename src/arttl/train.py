@@ -9,10 +9,9 @@ from pathlib import Path
 import hydra
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
-from rich.console import Console
 from rich.table import Table
 
-from arttl.cli import display_path, run_entry_point, user_errors
+from arttl.cli import display_path, output_console, run_entry_point, user_errors
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.results import own_checkpoint
@@ -40,7 +39,7 @@ def print_results(record: dict) -> None:
     for task, split, m in rows:
         cells = ("—" if m.get(k) is None else f"{m[k]:.4f}" for k in METRICS)
         table.add_row(*([task or "", split] if tasks else [split]), *cells)
-    Console().print(table)
+    output_console().print(table)
 
 
 def print_outputs(record: dict, run_dir: str | Path) -> None:

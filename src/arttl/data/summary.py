@@ -8,11 +8,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from arttl.cli import output_console
+
 
 def print_store_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     """What prepare did, in the words a user checks first: reused or rebuilt (why), counts,
     what was left out (rejects, duplicates, the per-class cap, dropped classes)."""
-    console = console or Console()
+    console = console or output_console()
     if summary.get("unverified"):
         console.print(
             f"[yellow]using the prepared store without checking its source[/yellow] "

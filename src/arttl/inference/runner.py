@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
 from rich.progress import track
 
+from arttl.cli import output_console
 from arttl.errors import ConfigError
 from arttl.models.classifier import batch_images
 
 if TYPE_CHECKING:
     from arttl.models.classifier import ArtClassifier
 
-STDERR = Console(stderr=True)  # progress on stderr: stdout stays for the results
+STDERR = output_console(stderr=True)  # progress on stderr: stdout stays for the results
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
