@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from rich.console import Console
@@ -99,7 +100,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with quiet_warnings():
             try:
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                except InstantiationException as err:  # a _target_ that refused its arguments
+                    if isinstance(err.__cause__, ConfigError | MissingMandatoryValue):
+                        raise err.__cause__ from None
+                    raise
             except (ConfigError, MissingMandatoryValue) as err:
                 message = str(err)
                 if isinstance(err, MissingMandatoryValue):

