@@ -337,3 +337,18 @@ def test_curve_colours_follow_the_initialisation_in_every_report(tmp_path: Path)
     assert ax.get_xlim() == (0.5, 1.5)
     assert [t for t in ax.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
     assert to_hex(ax.get_lines()[0].get_color()) == to_hex("tab:blue")
+
+
+def test_report_notes_runs_evaluated_on_part_of_their_split(tmp_path: Path) -> None:
+    """A run cut short by trainer.limit_test_batches (results.json ``evaluated``) is named in
+    the notes; a whole-split run and an older file without ``evaluated`` are not."""
+    write_run(tmp_path / "runs" / "short", results_record(evaluated={"val": 10, "test": 4}))
+    write_run(tmp_path / "runs" / "whole", results_record(evaluated={"val": 10, "test": 10}))
+    write_run(tmp_path / "runs" / "old", results_record())
+    report = make_report([tmp_path / "runs"], out_dir=tmp_path / "out", curves=False)
+    said = [n for n in report.notes if "part of the split" in n]
+    assert said == [
+        "1 run has val/test numbers on part of the split only (trainer.limit_val_batches / "
+        "limit_test_batches; runs.csv: evaluated_* against samples_*): "
+        f"{tmp_path / 'runs' / 'short'}"
+    ]

@@ -210,12 +210,30 @@ def _notes(report: Report, duplicates: list[str], label_notes: list[str]) -> Non
             f"{plural(several, 'cell')} average{'s' if several == 1 else ''} several runs (seeds) "
             "of one configuration; runs.csv lists each run."
         )
+    partial = _partly_evaluated(runs)
+    if partial:
+        notes.append(
+            f"{plural(len(partial), 'run')} {'has' if len(partial) == 1 else 'have'} val/test "
+            "numbers on part of the split only (trainer.limit_val_batches / limit_test_batches; "
+            f"runs.csv: evaluated_* against samples_*): {', '.join(partial)}"
+        )
     for _, row in report.differences[report.differences["n"] == 0].iterrows():
         notes.append(
             f"{row['dataset']} / {row['challenge']} / {row['backbone']}, {row['comparison']}: "
             f"no seed was run on both sides ({row['unpaired']}), so there is no paired "
             "difference."
         )
+
+
+def _partly_evaluated(runs: pd.DataFrame) -> list[str]:
+    """The run folders whose results.json says its val/test metrics saw fewer images than the
+    split holds (``evaluated``, written since arttl records it)."""
+    short = pd.Series(False, index=runs.index)
+    for split in ("val", "test"):
+        seen, size = f"evaluated_{split}", f"samples_{split}"
+        if seen in runs and size in runs:
+            short |= runs[seen].notna() & (runs[seen] < runs[size])
+    return list(dict.fromkeys(runs.loc[short, "run_dir"].astype(str)))
 
 
 def _write(out: Path, rendered: dict[str, str | pd.DataFrame], runs: pd.DataFrame) -> list[Path]:
