@@ -315,6 +315,19 @@ def _remove_unused_run_dir_quietly() -> bool:
         return False
 
 
+def log_also_into(folder: Path) -> None:
+    """From now on, this job's log records also go to ``folder/<command>.log`` (appended, in the
+    job log's format): a resumed run continues in its earlier folder, and so does its log."""
+    root = logging.getLogger()
+    job = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)
+    if job is None or Path(job.baseFilename).parent.resolve() == folder.resolve():
+        return
+    handler = logging.FileHandler(folder / Path(job.baseFilename).name, encoding="utf-8")
+    handler.setFormatter(job.formatter)
+    handler.filters = list(job.filters)
+    root.addHandler(handler)
+
+
 def _close_file_handlers(folder: Path) -> None:
     for handler in logging.getLogger().handlers[:]:
         name = getattr(handler, "baseFilename", None)

@@ -11,7 +11,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from rich.table import Table
 
-from arttl.cli import display_path, output_console, run_entry_point, user_errors
+from arttl.cli import (
+    display_path,
+    output_console,
+    remove_unused_run_dir,
+    run_entry_point,
+    user_errors,
+)
 from arttl.config import CONF_DIR
 from arttl.errors import ConfigError
 from arttl.results import own_checkpoint
@@ -77,10 +83,13 @@ def check_name(name: object) -> None:
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     check_name(cfg.name)
+    started_in = cfg.run_dir
     record = run_training(cfg, cfg.run_dir)
     if rank_zero_only.rank == 0:  # DDP ranks > 0 ran the same job; one table is enough
         print_results(record)
         print_outputs(record, cfg.run_dir)
+        if Path(cfg.run_dir) != Path(started_in):  # continued or found finished in an earlier one
+            remove_unused_run_dir()  # the new one held only .hydra/ and a copy of the log
     return record["val"]["loss"]
 
 

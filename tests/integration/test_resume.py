@@ -176,3 +176,26 @@ def test_resume_finds_the_newest_matching_earlier_run(tmp_path):
     assert lone.ckpt_path is None
     assert plan_resume(parent / "x", False, None, ident).ckpt_path is None
     assert plan_resume(parent / "y", False, str(older), ident).ckpt_path == older
+
+
+def test_resume_in_an_earlier_folder_logs_there_and_leaves_no_new_folder(tmp_path, folder):
+    """resume=true continuing a sibling run: this session's log goes to that run's train.log,
+    and the folder Hydra made for the new session (only .hydra/ and a log) is removed."""
+    runs = tmp_path / "outputs" / "r" / "test_resnet-fine_tune"
+    first = runs / "first"
+    once = subprocess.run(
+        train_cmd(tmp_path, folder, "name=r", "trainer.max_epochs=1", f"hydra.run.dir={first}"),
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert once.returncode == 0, once.stderr[-3000:]
+    (first / "results.json").unlink()  # as if it had been killed after its epoch
+    again = subprocess.run(
+        train_cmd(tmp_path, folder, "name=r", "trainer.max_epochs=2", "resume=true",
+                  f"hydra.run.dir={runs / 'second'}"),
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming from {first / 'checkpoints' / 'last.ckpt'}" in again.stdout
+    assert sorted(p.name for p in runs.iterdir()) == ["first"]
+    log = (first / "train.log").read_text(encoding="utf-8")
+    assert log.count("run folder: ") == 2 and "resuming from" in log

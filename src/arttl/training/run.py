@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import arttl
 from arttl.atomic import atomic_path
-from arttl.cli import display_path
+from arttl.cli import display_path, log_also_into
 from arttl.config_schema import check_train_config, resolved
 from arttl.data.build import store_provenance
 from arttl.data.config import prepare_from_config
@@ -271,11 +271,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     start = time.time()
     check_train_config(cfg)
     plan = resume_plan(cfg, Path(run_dir))
+    moved = plan.run_dir != Path(run_dir)  # the earlier run's folder: train.py drops the new one
+    cfg.run_dir = str(plan.run_dir)
     if plan.finished:
         log.info(f"skipping {plan.run_dir} (finished): results.json is there")
         return json.loads((plan.run_dir / "results.json").read_text(encoding="utf-8"))
-    if plan.run_dir != Path(run_dir):  # continue in the earlier run's folder (checkpoints, csv)
-        cfg.run_dir = str(plan.run_dir)
+    if moved:  # continue in the earlier run's folder (checkpoints, csv) and its train.log
+        log_also_into(plan.run_dir)
     if plan.ckpt_path is not None:
         log.info(f"resuming from {plan.ckpt_path} (writing into {plan.run_dir})")
     L.seed_everything(int(cfg.seed), workers=True)
