@@ -90,7 +90,8 @@ for tasks in all type material period; do
 done
 
 # 4. Tables and learning curves, written by arttl.report (the page includes these files).
-report() { local out=$1; shift; rm -rf "${DOCS:?}/$out"; "$PY" -m arttl.report "$@" "out_dir=$DOCS/$out"; }
+# (its log and .hydra/ stay with the runs, not on the page)
+report() { local out=$1; shift; rm -rf "${DOCS:?}/$out"; "$PY" -m arttl.report "$@" "out_dir=$DOCS/$out" "hydra.run.dir=$OUT/reports/$out"; }
 step "report WikiArt" report wikiart "$OUT/study_wikiart"
 step "report objects" report objects "$OUT/study_objects" "$OUT/study_objects_from_wikiart" "$OUT/study_objects_from_met"
 step "report AHE" report ahe "$OUT/study_ahe" "$OUT/study_ahe_from_wikiart"
@@ -102,7 +103,7 @@ saliency() {
   local out=$1 ckpt=$2; shift 2
   rm -rf "${DOCS:?}/$out"
   "$PY" -m arttl.saliency "images=[$(IFS=,; echo "$*")]" "models=[imagenet,$ckpt]" \
-    backbone=tf_efficientnet_lite0 "out_dir=$DOCS/$out"
+    backbone=tf_efficientnet_lite0 "out_dir=$DOCS/$out" "hydra.run.dir=$OUT/saliency/$out"
 }
 test_image() {  # test_image <store> <class>: the first test-split image of that class (unseen by θ̂)
   awk -F, -v c="$2" '$3 == "test" && $2 == c { print $1; exit }' "data/prepared/$1/splits.csv"
