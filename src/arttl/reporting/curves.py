@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def _draw_panel(ax: Any, mode: str, curves: Curves, colours: dict, several: bool
         handles[label] = line
         last = max(last, int(x.max()))
     ax.set_title(mode_text(mode), fontsize="medium")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epochs trained")  # 1 = after the first pass (best_epoch in results.json: 0)
     ax.set_xlim(0.5, last + 0.5)  # whole epochs, even for a one-epoch run (no 0.95…1.05 ticks)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
@@ -181,11 +182,16 @@ def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
         ax.set_visible(False)
     for ax in axes[::ncols]:
         ax.set_ylabel(ylabel)
-    fig.suptitle(
-        f"{title}, one panel per mode\nline = mean over its seeds, band = their min–max; after a "
-        "run stops early the mean is over the runs still training",
-        fontsize="medium",
+    seeds = any(len(h) > 1 for h in curves.values())
+    how = (
+        "line = mean over its seeds, band = their min–max; after a run stops early the mean is "
+        "over the runs still training"
+        if seeds
+        else "one run per line"
     )
+    # wrapped to the figure (about 13 characters an inch at this size): a lone panel cut it off
+    width = int(fig.get_figwidth() * 13)
+    fig.suptitle(f"{title}, one panel per mode\n" + textwrap.fill(how, width), fontsize="medium")
     fig.legend(
         list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4),
         fontsize="small", frameon=False,
