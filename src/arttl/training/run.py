@@ -378,10 +378,8 @@ def fit_and_test(cfg: DictConfig, plan: ResumePlan, setup: RunSetup) -> RunOutco
         if ckpt_path is not None:  # continuing: the checkpoints there are this run's own
             warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-        # the monitored one (best.ckpt), not callbacks.last
-        ckpt_cb = next(
-            (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
-        )
+        # callbacks.checkpoint (best.ckpt) comes before callbacks.last in conf/callbacks
+        ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
         tester = build_tester(cfg, run_dir, trainer)
         # Re-validating the best checkpoint is not a new epoch: keep it out of the curves.
