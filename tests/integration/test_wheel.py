@@ -71,6 +71,8 @@ def test_wheel_install_runs_the_demo_from_an_empty_folder(tmp_path: Path) -> Non
     (results,) = (empty / "outputs" / "demo" / "test_resnet-scratch").glob("*/results.json")
     assert results.is_file() and (results.parent / "train.log").stat().st_size > 0
     assert (empty / "checkpoints" / "demo" / "test_resnet-scratch.ckpt").is_file()
-    assert out.strip().splitlines()[-1] == "checkpoint: checkpoints/demo/test_resnet-scratch.ckpt"
+    last = out.strip().splitlines()[-2:]
+    assert last[0].startswith("checkpoint: ") and last[0].endswith("/checkpoints/best.ckpt")
+    assert last[1].startswith("stable copy: checkpoints/demo/test_resnet-scratch.ckpt (")
     for cmd in ("prepare", "evaluate", "predict", "report", "saliency", "export"):
         assert (venv / "bin" / f"arttl-{cmd}").is_file()
