@@ -350,7 +350,7 @@ def _rows(
     kind = "top-1" if comparison.target is None else "class"
     rows: list[_Row] = []
     for r, img in enumerate(comparison.images):
-        titles = [f"{img.name}\n(image)"] + [
+        titles = [_image_title(img)] + [
             _cell_title(tag, result, kind, cell_inches)
             for tag, result in zip(tags, img.results, strict=True)
         ]
@@ -359,6 +359,13 @@ def _rows(
         ]
         rows.append(_Row(titles, max(t.count("\n") + 1 for t in titles), lines))
     return rows
+
+
+def _image_title(img: ImageResult) -> str:
+    """The image cell's title: its file name, the folder it is in (collections file images by
+    class, so a reader can tell a wrong prediction; a folder, not a verified label), "(image)"."""
+    folder = Path(img.path).parent.name if img.path else ""
+    return f"{img.name}\n" + (f"in {folder}/\n" if folder else "") + "(image)"
 
 
 def _draw_header(
