@@ -130,7 +130,7 @@ def test_titles_name_models_and_predictions_wrapped_not_cut() -> None:
     titles = [ax.get_title() for ax in _image_axes(fig)]
     assert len(titles) == 2 * 3
     for row, img in enumerate(comp.images):
-        assert titles[row * 3] == f"{img.name}\nin figures/\n(image)"  # its folder: the class, often
+        assert titles[row * 3] == f"{img.name}\nin figures/\n(image)"  # its folder
         for col, (tag, res) in enumerate(zip("AB", img.results, strict=True), start=1):
             title = titles[row * 3 + col]
             assert " ".join(title.split()).startswith(f"{tag}: {res.model}")  # every word kept
