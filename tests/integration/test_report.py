@@ -352,3 +352,16 @@ def test_report_notes_runs_evaluated_on_part_of_their_split(tmp_path: Path) -> N
         "limit_test_batches; runs.csv: evaluated_* against samples_*): "
         f"{tmp_path / 'runs' / 'short'}"
     ]
+
+
+def test_curves_say_when_their_points_are_training_precision_values() -> None:
+    """bf16-trained runs: the curve points are bf16 values while the tables re-evaluate in fp32,
+    so the figure says so (a table number need not be on the curve); fp32 runs: nothing."""
+    from arttl.reporting.curves import _curves_figure, _precision_note
+
+    bf16 = pd.DataFrame({"precision": ["bf16-mixed", "32-true"], "eval_precision": ["32-true"] * 2})
+    note = _precision_note(bf16)
+    assert note.startswith("points as logged while training (bf16-mixed); the tables re-evaluate")
+    assert _precision_note(bf16.iloc[1:]) == "" and _precision_note(pd.DataFrame()) == ""
+    fig = _curves_figure("t", {("fine_tune", "vgg19", "imagenet"): [pd.Series([0.5])]}, "y", note)
+    assert "while training (bf16-mixed)" in " ".join(fig._suptitle.get_text().split())

@@ -161,7 +161,7 @@ def line_colours(lines: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
     return out
 
 
-def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
+def _curves_figure(title: str, curves: Curves, ylabel: str, note: str = "") -> Figure:
     modes = sorted(
         {m for m, _, _ in curves},
         key=lambda m: (m not in MODE_ORDER, MODE_ORDER.index(m) if m in MODE_ORDER else 0, m),
@@ -188,7 +188,7 @@ def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
         "over the runs still training"
         if seeds
         else "one run per line"
-    )
+    ) + (f"; {note}" if note else "")
     # wrapped to the figure (about 13 characters an inch at this size): a lone panel cut it off
     width = int(fig.get_figwidth() * 13)
     fig.suptitle(f"{title}, one panel per mode\n" + textwrap.fill(how, width), fontsize="medium")
@@ -198,6 +198,20 @@ def _curves_figure(title: str, curves: Curves, ylabel: str) -> Figure:
     )  # fmt: skip
     fig.tight_layout(rect=(0, 0.05 + 0.03 * (len(handles) > 4), 1, 1))
     return fig
+
+
+def _precision_note(group: pd.DataFrame) -> str:
+    """Runs trained in another precision than their reported metrics were computed in: the
+    curves are the training-time values, so a table's number may differ from the curve's point."""
+    if "precision" not in group or "eval_precision" not in group:
+        return ""
+    trained = group.loc[group["precision"].ne(group["eval_precision"]), "precision"].dropna()
+    if trained.empty:
+        return ""
+    return (
+        f"points as logged while training ({', '.join(sorted(set(trained)))}); the tables "
+        "re-evaluate the best checkpoint in fp32, so they can differ by a few images"
+    )
 
 
 def plot_learning_curves(
@@ -222,7 +236,9 @@ def plot_learning_curves(
         curves = _histories(group, metric, 100 if percent else 1, missing)
         if not curves:
             continue
-        fig = _curves_figure(f"{dataset} / {challenge}: {metric} per epoch", curves, ylabel)
+        fig = _curves_figure(
+            f"{dataset} / {challenge}: {metric} per epoch", curves, ylabel, _precision_note(group)
+        )
         path = Path(out_dir) / f"curves_{_safe(dataset)}_{_safe(challenge)}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
