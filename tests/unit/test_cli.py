@@ -60,3 +60,15 @@ def test_a_target_refusing_its_arguments_is_one_line(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err == (
         "error: data.gpu_decode=true needs CUDA; use data.gpu_decode=false.\n"
     )
+
+
+def test_output_console_off_a_terminal_is_wide_and_never_breaks_a_line(capsys) -> None:
+    """A pipe or log file: 160 columns (rich's 80 folded predict's labels and paths mid-word),
+    and a long line stays one line, so a printed path can be copied whole."""
+    from arttl.cli import output_console
+
+    console = output_console()
+    assert not console.is_terminal and console.width == 160
+    path = "/data/prepared/" + "x" * 200 + "/duplicates.csv"
+    console.print(f"see {path}")
+    assert capsys.readouterr().out == f"see {path}\n"
