@@ -85,6 +85,7 @@ def rule_problems(c: dict[str, Any]) -> list[str]:
     """Every rule's message for a train config that fits the schema (its defaults filled in)."""
     from hydra.utils import get_method
 
+    from arttl.data.datamodule import check_gpu_decode
     from arttl.data.tasks import task_problems
     from arttl.models.backbone import check_backbone_name
     from arttl.models.transfer import check_mode
@@ -101,6 +102,7 @@ def rule_problems(c: dict[str, Any]) -> list[str]:
         (check_weights, net["name"], net["weights"], c["source_experiment"]),
         (check_gradual, mode["name"], mode["unfreeze_at_epoch"], trainer["max_epochs"], trainer.get("fast_dev_run")),
         (check_accelerator, trainer["accelerator"]),
+        (check_gpu_decode, c["data"]["gpu_decode"]),
         (check_raw_store, store["format"], store["shorter_side"]),
         (check_dataset_root, ds["name"], ds["root"], get_method(ds["reader"]["_target_"]), store["dir"], not store["check_source"]),
         (check_resume_source, c["resume"], c["ckpt_path"]),

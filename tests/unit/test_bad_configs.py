@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from arttl.config_schema import check_train_config
 from arttl.errors import ConfigError
@@ -177,3 +178,14 @@ def test_several_problems_are_reported_together(tmp_path):
     with pytest.raises(ConfigError, match=r"2 config problems") as err:
         check_train_config(cfg)
     assert "data.batch_size=0" in str(err.value) and "mode.optimizer.lr=-1" in str(err.value)
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
+def test_gpu_decode_without_cuda_is_refused_before_any_work(tmp_path):
+    """A config rule now, not first when the datamodule is built (after the store is prepared)."""
+    cfg = compose_train(tmp_path, f"dataset.root={DEMO}", "data.gpu_decode=true")
+    with pytest.raises(ConfigError, match=r"data\.gpu_decode=true decodes JPEGs with nvJPEG"):
+        check_train_config(cfg)
+    assert not (tmp_path / "data").exists()

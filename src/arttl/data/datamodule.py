@@ -69,6 +69,15 @@ def _loader(
     )
 
 
+def check_gpu_decode(gpu_decode: bool) -> None:
+    """nvJPEG decoding needs CUDA (also a config rule: refused before the store is prepared)."""
+    if gpu_decode and not torch.cuda.is_available():
+        raise ConfigError(
+            "data.gpu_decode=true decodes JPEGs with nvJPEG and needs CUDA, which is not "
+            "available here; use data.gpu_decode=false."
+        )
+
+
 class StoreDataModule(L.LightningDataModule):
     """Images of one store; transforms come from the backbone's timm data config."""
 
@@ -87,11 +96,7 @@ class StoreDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.tasks = tasks  # a multi-task model's tasks: the store's label columns it learns
-        if gpu_decode and not torch.cuda.is_available():
-            raise ConfigError(
-                "data.gpu_decode=true decodes JPEGs with nvJPEG and needs CUDA, which is not "
-                "available here; use data.gpu_decode=false."
-            )
+        check_gpu_decode(gpu_decode)
         self.store_dir = Path(store_dir)
         self.data_config = data_config
         self.batch_size = batch_size
