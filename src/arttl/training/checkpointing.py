@@ -226,10 +226,11 @@ def _move_checkpoint_state(state: dict[str, Any], here: Path) -> None:
         state.update(kth_best_model_path="", kth_value=None)
     moved: dict[str, str] = {}
     for path in {*state.get("best_k_models", {}), state.get("best_model_path") or ""} - {""}:
-        if Path(path).is_file():
-            with atomic_path(here / Path(path).name) as tmp:
+        target = here / Path(path).name
+        if Path(path).is_file() and target.name != LAST:  # continue_in writes last.ckpt itself
+            with atomic_path(target) as tmp:
                 shutil.copyfile(path, tmp)
-        moved[path] = str(here / Path(path).name)
+        moved[path] = str(target)
     state["best_k_models"] = {moved[p]: s for p, s in state.get("best_k_models", {}).items()}
     for key in ("best_model_path", "kth_best_model_path"):
         state[key] = moved.get(state.get(key) or "", state.get(key) or "")
